@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Debian packages sandboxd needs to build and test, only those missing.
+# Idempotent; safe to run on every build.
+set -euo pipefail
+pkgs=(libseccomp-dev pkg-config mmdebstrap zstd ca-certificates "$@")
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
