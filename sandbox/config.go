@@ -1,0 +1,145 @@
+package sandbox
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/opencontainers/cgroups"
+	devices "github.com/opencontainers/cgroups/devices/config"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/sandbox/jobinit"
+)
+
+// Inside every job: the user it runs as, where its storage is, and the fixed hostname.
+const (
+	JobUID   = 1000
+	JobGID   = 1000
+	WorkDir  = "/work"
+	Hostname = "sandbox"
+	// idMapSize is how many ids the job's user namespace maps (container 0..65535).
+	idMapSize = 65536
+	cfsPeriod = 100_000 // µs
+)
+
+// jobEnv is the whole environment of a job: nothing of the daemon's leaks in.
+var jobEnv = []string{
+	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	"HOME=" + WorkDir,
+	"LANG=C.UTF-8",
+	"TMPDIR=/tmp",
+	// Output printed before a timeout or a kill still reaches the result.
+	"PYTHONUNBUFFERED=1",
+	"PYTHONDONTWRITEBYTECODE=1",
+}
+
+// Paths runc masks or makes read-only by default (runtime-spec's defaults); libcontainer
+// applies none of its own.
+var (
+	maskedPaths = []string{
+		"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+		"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+		"/sys/firmware", "/sys/devices/virtual/powercap", "/proc/interrupts",
+	}
+	readonlyPaths = []string{
+		"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+	}
+)
+
+// jobSpec is everything configFor needs to describe one container.
+type jobSpec struct {
+	id         string
+	rootfs     string
+	storageDir string // host directory holding the job's tmpfs
+	initBinary string // host copy of the static binary that runs as the job's pid 1
+	cgroupPath string
+	hostIDBase uint32
+	limits     Limits
+	seccomp    *configs.Seccomp
+}
+
+// allowedDevices are the only device nodes a job sees: null, zero, full, random,
+// urandom, tty (runc's defaults without its "mknod anything" wildcard rules).
+func allowedDevices() ([]*devices.Device, []*devices.Rule) {
+	var devs []*devices.Device
+	var rules []*devices.Rule
+	for _, d := range specconv.AllowedDevices {
+		if d.Path == "" {
+			continue
+		}
+		dd := *d
+		devs = append(devs, &dd)
+		rules = append(rules, &dd.Rule)
+	}
+	return devs, rules
+}
+
+// configFor builds the libcontainer configuration of one job.
+func configFor(s jobSpec) *configs.Config {
+	const roFlags = unix.MS_NOEXEC | unix.MS_NOSUID | unix.MS_NODEV
+	devs, rules := allowedDevices()
+	quota := int64(s.limits.CPUs * cfsPeriod)
+	noSwap := s.limits.Memory // memory+swap == memory: no swap
+	pids := s.limits.Pids
+	score := 500 // the job, not the daemon, is the host OOM killer's first choice
+	return &configs.Config{
+		Rootfs:     s.rootfs,
+		Readonlyfs: true,
+		// MS_SLAVE|MS_REC: nothing mounted inside propagates to the host.
+		RootPropagation: unix.MS_SLAVE | unix.MS_REC,
+		Hostname:        Hostname,
+		Namespaces: configs.Namespaces{
+			{Type: configs.NEWNS}, {Type: configs.NEWUTS}, {Type: configs.NEWIPC},
+			{Type: configs.NEWPID}, {Type: configs.NEWNET}, {Type: configs.NEWCGROUP},
+			{Type: configs.NEWUSER},
+		},
+		UIDMappings: []configs.IDMap{{ContainerID: 0, HostID: int64(s.hostIDBase), Size: idMapSize}},
+		GIDMappings: []configs.IDMap{{ContainerID: 0, HostID: int64(s.hostIDBase), Size: idMapSize}},
+		// Empty sets: the job holds no capability at all, not even as container root.
+		Capabilities:    &configs.Capabilities{},
+		NoNewPrivileges: true,
+		NoNewKeyring:    true,
+		Networks:        []*configs.Network{{Type: "loopback", Address: "127.0.0.1/0", Gateway: "localhost"}},
+		Devices:         devs,
+		MaskPaths:       maskedPaths,
+		ReadonlyPaths:   readonlyPaths,
+		Seccomp:         s.seccomp,
+		OomScoreAdj:     &score,
+		Rlimits: []configs.Rlimit{
+			{Type: unix.RLIMIT_CORE, Hard: 0, Soft: 0},
+			{Type: unix.RLIMIT_NOFILE, Hard: 1024, Soft: 1024},
+		},
+		Cgroups: &cgroups.Cgroup{
+			Path: s.cgroupPath,
+			Resources: &cgroups.Resources{
+				Memory:     s.limits.Memory,
+				MemorySwap: noSwap,
+				CpuPeriod:  cfsPeriod,
+				CpuQuota:   quota,
+				PidsLimit:  &pids,
+				Devices:    rules,
+			},
+		},
+		Mounts: []*configs.Mount{
+			{Source: "proc", Destination: "/proc", Device: "proc", Flags: roFlags},
+			{Source: "tmpfs", Destination: "/dev", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k"},
+			{Source: "devpts", Destination: "/dev/pts", Device: "devpts", Flags: unix.MS_NOSUID | unix.MS_NOEXEC, Data: "newinstance,ptmxmode=0666,mode=0620"},
+			{Source: "shm", Destination: "/dev/shm", Device: "tmpfs", Flags: roFlags, Data: "mode=1777,size=" + strconv.FormatInt(s.limits.Storage, 10)},
+			{Source: "mqueue", Destination: "/dev/mqueue", Device: "mqueue", Flags: roFlags},
+			{Source: "sysfs", Destination: "/sys", Device: "sysfs", Flags: roFlags | unix.MS_RDONLY},
+			{Source: s.initBinary, Destination: jobinit.InitPath, Device: "bind", Flags: unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV},
+			// One tmpfs, made by the daemon, is the job's working directory and its /tmp.
+			{Source: s.storageDir, Destination: WorkDir, Device: "bind", Flags: unix.MS_BIND | unix.MS_NOSUID | unix.MS_NODEV},
+			{Source: s.storageDir, Destination: "/tmp", Device: "bind", Flags: unix.MS_BIND | unix.MS_NOSUID | unix.MS_NODEV},
+		},
+	}
+}
+
+// tmpfsOptions are the mount options of a job's storage tmpfs, owned by the job's user.
+func tmpfsOptions(l Limits, hostUID uint32) string {
+	// One inode per 4 KiB of storage at least 1024: enough for real work, bounded for a bomb.
+	inodes := max(l.Storage/4096, 1024)
+	return fmt.Sprintf("size=%d,nr_inodes=%d,mode=0755,uid=%d,gid=%d", l.Storage, inodes, hostUID, hostUID)
+}

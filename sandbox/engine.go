@@ -1,0 +1,273 @@
+// Package sandbox runs one untrusted job in a fresh, single-use libcontainer container
+// and reports what happened. It is the core every HTTP front calls.
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/opencontainers/runc/libcontainer/configs"
+)
+
+// Options configure an Engine. Every host path is injectable.
+type Options struct {
+	// RunDir holds per-job runtime state: container state and storage mounts.
+	// It should be on a tmpfs (/run/sandboxd) so a reboot clears it.
+	RunDir string
+	// Rootfs is the unpacked root filesystem jobs see read-only.
+	Rootfs string
+	// Policy is the default and maximum of every limit.
+	Policy Policy
+	// OutputLimit caps each of stdout and stderr (bytes kept; the rest is dropped).
+	OutputLimit int64
+	// MaxJobs is how many jobs run at once; MaxQueue how many more may wait for a slot.
+	MaxJobs  int
+	MaxQueue int
+	// HostIDBase is the first host uid/gid of the 65536 ids jobs' user namespaces map.
+	HostIDBase uint32
+	// Seccomp is the filter every job runs under (nil runs without one: tests only).
+	Seccomp *configs.Seccomp
+	// CgroupMountpoint is the cgroup2 mount (default /sys/fs/cgroup).
+	CgroupMountpoint string
+	Logger           *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.OutputLimit == 0 {
+		o.OutputLimit = 1 << 20
+	}
+	if o.MaxJobs == 0 {
+		o.MaxJobs = 8
+	}
+	if o.HostIDBase == 0 {
+		o.HostIDBase = 100000
+	}
+	if o.CgroupMountpoint == "" {
+		o.CgroupMountpoint = "/sys/fs/cgroup"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Policy == (Policy{}) {
+		o.Policy = DefaultPolicy()
+	}
+}
+
+// Engine runs jobs. It is safe for concurrent use; all per-job state lives in Run.
+type Engine struct {
+	opts      Options
+	place     placement
+	slots     chan struct{}
+	mu        sync.Mutex
+	queued    int
+	running   int
+	closed    bool
+	jobs      sync.WaitGroup
+	policy    Policy
+	initBin   string // static copy of this binary, the jobs' pid 1
+	stateRoot string // libcontainer's state directory
+	jobsRoot  string // per-job storage mounts
+}
+
+// Request is one job to run.
+type Request struct {
+	Language string // "python" (the default when empty)
+	Code     string
+	Stdin    []byte
+	Limits   Limits // zero fields take the policy's defaults
+}
+
+// New prepares an engine: it checks the rootfs, places job cgroups below the daemon's
+// own, and removes whatever a previous, killed daemon left in RunDir.
+func New(opts Options) (*Engine, error) {
+	opts.setDefaults()
+	if err := opts.Policy.Validate(); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(filepath.Join(opts.Rootfs, "usr/bin/python3")); err != nil || fi.IsDir() {
+		return nil, fmt.Errorf("rootfs %s has no usr/bin/python3: %w", opts.Rootfs, err)
+	}
+	var err error
+	e := &Engine{
+		opts:      opts,
+		policy:    opts.Policy,
+		slots:     make(chan struct{}, opts.MaxJobs),
+		stateRoot: filepath.Join(opts.RunDir, "containers"),
+		jobsRoot:  filepath.Join(opts.RunDir, "jobs"),
+	}
+	for _, d := range []string{opts.RunDir, e.stateRoot, e.jobsRoot} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, fmt.Errorf("create run dir: %w", err)
+		}
+	}
+	if e.initBin, err = installInit(opts.RunDir); err != nil {
+		return nil, err
+	}
+	mode := hostCgroupMode()
+	self, err := os.Open("/proc/self/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	defer self.Close()
+	e.place, err = setupPlacement(mode, opts.CgroupMountpoint, self, os.Getpid())
+	if err != nil {
+		return nil, fmt.Errorf("cgroup setup (%s): %w", mode, err)
+	}
+	if err := e.sweep(); err != nil {
+		return nil, fmt.Errorf("remove leftovers of a previous run: %w", err)
+	}
+	return e, nil
+}
+
+// CgroupMode reports the cgroup hierarchy jobs are placed in.
+func (e *Engine) CgroupMode() CgroupMode { return e.place.mode }
+
+// Policy returns the limits' defaults and maximums in force.
+func (e *Engine) Policy() Policy {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.policy
+}
+
+// SetPolicy replaces the defaults and maximums for jobs not yet started.
+func (e *Engine) SetPolicy(p Policy) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.policy = p
+	e.mu.Unlock()
+	return nil
+}
+
+// Load reports running and queued jobs.
+func (e *Engine) Load() (running, queued int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.running, e.queued
+}
+
+// Close refuses new jobs and waits for running ones (bounded by ctx).
+func (e *Engine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	e.closed = true
+	e.mu.Unlock()
+	done := make(chan struct{})
+	go func() { e.jobs.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run validates req, waits for a slot (bounded by the queue size and ctx) and runs
+// the job. A non-nil error means the job did not run: the request was invalid, the
+// daemon is busy or closing, or ctx ended while queued. Failures once a job has
+// started are reported in the Result as internal_error.
+func (e *Engine) Run(ctx context.Context, req Request) (*Result, error) {
+	if req.Language != "" && req.Language != "python" {
+		return nil, fmt.Errorf("%w: %q (supported: python)", ErrUnsupportedLanguage, req.Language)
+	}
+	lim, err := e.Policy().Resolve(req.Limits)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer e.release()
+	return e.runJob(lim, req), nil
+}
+
+func (e *Engine) acquire(ctx context.Context) error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return ErrClosed
+	}
+	select {
+	case e.slots <- struct{}{}:
+		e.running++
+		e.jobs.Add(1)
+		e.mu.Unlock()
+		return nil
+	default:
+	}
+	if e.queued >= e.opts.MaxQueue {
+		e.mu.Unlock()
+		return ErrBusy
+	}
+	e.queued++
+	e.jobs.Add(1) // a queued job holds Close too: it will run or give up soon
+	e.mu.Unlock()
+	select {
+	case e.slots <- struct{}{}:
+		e.mu.Lock()
+		e.queued--
+		e.running++
+		e.mu.Unlock()
+		return nil
+	case <-ctx.Done():
+		e.mu.Lock()
+		e.queued--
+		e.mu.Unlock()
+		e.jobs.Done()
+		return ctx.Err()
+	}
+}
+
+func (e *Engine) release() {
+	<-e.slots
+	e.mu.Lock()
+	e.running--
+	e.mu.Unlock()
+	e.jobs.Done()
+}
+
+func newJobID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "sbx-" + hex.EncodeToString(b[:])
+}
+
+// runJob runs one job and always returns a result; setup failures become internal_error.
+func (e *Engine) runJob(lim Limits, req Request) *Result {
+	id := newJobID()
+	res := &Result{ID: id, Limits: viewOf(lim), ExitCode: -1}
+	log := e.opts.Logger.With("job", id)
+	var undo cleanup
+	defer func() {
+		if err := undo.run(); err != nil {
+			log.Error("job cleanup failed", "err", err)
+		}
+	}()
+	if err := e.execute(id, lim, req, res, &undo); err != nil {
+		log.Error("job failed to run", "err", err)
+		res.Status = StatusInternalError
+		res.Error = "the sandbox failed to run the job"
+	}
+	return res
+}
+
+// cleanup is a stack of undo steps, run in reverse order; it keeps going past failures.
+type cleanup []func() error
+
+func (c *cleanup) push(f func() error) { *c = append(*c, f) }
+
+func (c *cleanup) run() error {
+	var errs []error
+	for i := len(*c) - 1; i >= 0; i-- {
+		errs = append(errs, (*c)[i]())
+	}
+	*c = nil
+	return errors.Join(errs...)
+}

@@ -1,0 +1,230 @@
+package sandbox
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/cgroups/manager"
+	"github.com/opencontainers/runc/libcontainer"
+	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/sandbox/jobinit"
+)
+
+// ioGrace bounds how long the daemon waits for a job's output pipes to close after its
+// last process is gone (they close at once when the pid namespace dies).
+const ioGrace = 2 * time.Second
+
+// execute creates the job's storage and container, runs the code, and fills res.
+// Every step that leaves something behind pushes its undo onto undo first.
+func (e *Engine) execute(id string, lim Limits, req Request, res *Result, undo *cleanup) error {
+	hostUID := e.opts.HostIDBase + JobUID
+	storage := filepath.Join(e.jobsRoot, id)
+	if err := os.Mkdir(storage, 0o700); err != nil {
+		return fmt.Errorf("create job dir: %w", err)
+	}
+	undo.push(func() error { return os.Remove(storage) })
+	if err := unix.Mount("tmpfs", storage, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, tmpfsOptions(lim, hostUID)); err != nil {
+		return fmt.Errorf("mount job tmpfs: %w", err)
+	}
+	undo.push(func() error { return unmount(storage) })
+	main := filepath.Join(storage, "main.py")
+	if err := os.WriteFile(main, []byte(req.Code), 0o644); err != nil {
+		return fmt.Errorf("write main.py: %w", err)
+	}
+	if err := os.Lchown(main, int(hostUID), int(hostUID)); err != nil {
+		return fmt.Errorf("chown main.py: %w", err)
+	}
+
+	cfg := configFor(jobSpec{
+		id: id, rootfs: e.opts.Rootfs, storageDir: storage, cgroupPath: e.place.jobPath(id),
+		hostIDBase: e.opts.HostIDBase, limits: lim, seccomp: e.opts.Seccomp, initBinary: e.initBin,
+	})
+	ctr, err := libcontainer.Create(e.stateRoot, id, cfg)
+	if err != nil {
+		return fmt.Errorf("create container: %w", err)
+	}
+	undo.push(func() error { return destroy(ctr) })
+
+	stdoutR, stdoutW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	stderrR, stderrW, err := os.Pipe()
+	if err != nil {
+		stdoutR.Close()
+		stdoutW.Close()
+		return err
+	}
+	outCap := &capture{limit: e.opts.OutputLimit}
+	errCap := &capture{limit: e.opts.OutputLimit}
+	outDone, errDone := make(chan struct{}), make(chan struct{})
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer statusR.Close()
+	proc := &libcontainer.Process{
+		Args:       []string{jobinit.InitPath, "python3", "main.py"},
+		ExtraFiles: []*os.File{statusW},
+		Env:    jobEnv,
+		UID:    JobUID,
+		GID:    JobGID,
+		Cwd:    WorkDir,
+		Stdout: stdoutW,
+		Stderr: stderrW,
+		Init:   true,
+	}
+	if len(req.Stdin) > 0 {
+		proc.Stdin = bytes.NewReader(req.Stdin)
+	}
+	start := time.Now()
+	err = ctr.Run(proc)
+	stdoutW.Close()
+	stderrW.Close()
+	statusW.Close()
+	go outCap.drain(stdoutR, outDone)
+	go errCap.drain(stderrR, errDone)
+	defer stdoutR.Close()
+	defer stderrR.Close()
+	if err != nil {
+		return fmt.Errorf("start container: %w", err)
+	}
+
+	// The daemon, not the job, owns the clock: at the deadline the whole container is
+	// killed. Killing its init ends the pid namespace, so every process goes with it.
+	waited := make(chan error, 1)
+	var state *os.ProcessState
+	go func() {
+		var werr error
+		state, werr = proc.Wait()
+		waited <- werr
+	}()
+	timer := time.NewTimer(lim.Timeout)
+	defer timer.Stop()
+	timedOut := false
+	select {
+	case <-waited:
+	case <-timer.C:
+		timedOut = true
+		if err := ctr.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+			return fmt.Errorf("kill timed-out job: %w", err)
+		}
+		<-waited
+	}
+	res.Wall = time.Since(start)
+	res.WallMS = float64(res.Wall.Microseconds()) / 1000
+
+	// Output pipes close as soon as the last process of the job is gone.
+	grace := time.NewTimer(ioGrace)
+	defer grace.Stop()
+	for _, ch := range []chan struct{}{outDone, errDone} {
+		select {
+		case <-ch:
+		case <-grace.C:
+			stdoutR.Close()
+			stderrR.Close()
+			<-ch
+		}
+	}
+	res.Stdout, res.StdoutTruncated = outCap.buf.String(), outCap.truncated
+	res.Stderr, res.StderrTruncated = errCap.buf.String(), errCap.truncated
+
+	// Figures come from the job's cgroup, read before the cgroup is removed.
+	if err := e.account(ctr, res); err != nil {
+		return err
+	}
+	// How the command ended is what the job init reported; if the init itself was
+	// killed (timeout), what killed it.
+	if code, sig, ok := readInitStatus(statusR); ok {
+		res.ExitCode, res.Signal = code, sig
+	} else if state != nil {
+		if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			res.Signal = unix.SignalName(ws.Signal())
+		}
+	}
+	res.Status = classify(timedOut, res)
+	return nil
+}
+
+// readInitStatus parses the job init's one-line report ("exit N" or "signal N").
+func readInitStatus(r io.Reader) (code int, sig string, ok bool) {
+	var kind string
+	var n int
+	if _, err := fmt.Fscanf(r, "%s %d\n", &kind, &n); err != nil {
+		return -1, "", false
+	}
+	switch kind {
+	case "exit":
+		return n, "", true
+	case "signal":
+		return -1, unix.SignalName(syscall.Signal(n)), true
+	}
+	return -1, "", false
+}
+
+// classify picks the one status that explains how the job ended.
+func classify(timedOut bool, res *Result) Status {
+	switch {
+	case timedOut:
+		return StatusTimeout
+	case res.OOMKilled:
+		return StatusMemoryLimit
+	case res.Signal != "":
+		return StatusSignaled
+	case res.ExitCode != 0:
+		return StatusError
+	}
+	return StatusOK
+}
+
+// account fills the result's figures from the job's cgroup.
+func (e *Engine) account(ctr *libcontainer.Container, res *Result) error {
+	st, err := ctr.Stats()
+	if err != nil {
+		return fmt.Errorf("read job stats: %w", err)
+	}
+	if cs := st.CgroupStats; cs != nil {
+		res.MemoryPeak = int64(cs.MemoryStats.Usage.MaxUsage)
+		res.CPUUserMS = float64(cs.CpuStats.CpuUsage.UsageInUsermode) / 1e6
+		res.CPUSystemMS = float64(cs.CpuStats.CpuUsage.UsageInKernelmode) / 1e6
+	}
+	state, err := ctr.State()
+	if err != nil {
+		return fmt.Errorf("read job state: %w", err)
+	}
+	cfg := ctr.Config()
+	m, err := manager.NewWithPaths(cfg.Cgroups, state.CgroupPaths)
+	if err != nil {
+		return fmt.Errorf("open job cgroup: %w", err)
+	}
+	n, err := m.OOMKillCount()
+	if err != nil {
+		return fmt.Errorf("read oom_kill count: %w", err)
+	}
+	res.OOMKilled = n > 0
+	return nil
+}
+
+// destroy kills whatever is left of a container and removes its cgroup and state.
+func destroy(ctr *libcontainer.Container) error {
+	if err := ctr.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+		// Still destroy: Destroy kills every process in the cgroup itself.
+		_ = err
+	}
+	return ctr.Destroy()
+}
+
+func unmount(path string) error {
+	err := unix.Unmount(path, unix.MNT_DETACH)
+	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount %s: %w", path, err)
+	}
+	return nil
+}

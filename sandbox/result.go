@@ -1,0 +1,48 @@
+package sandbox
+
+import "time"
+
+// Status is the outcome of a job, one meaning each. The set is part of the API: add, never rename.
+type Status string
+
+const (
+	StatusOK            Status = "ok"             // exited 0
+	StatusError         Status = "error"          // exited non-zero
+	StatusSignaled      Status = "signaled"       // killed by a signal the daemon did not send
+	StatusTimeout       Status = "timeout"        // ran past its wall-clock limit and was killed
+	StatusMemoryLimit   Status = "memory_limit"   // the kernel's OOM killer fired in the job's cgroup
+	StatusInternalError Status = "internal_error" // the daemon failed to run the job
+)
+
+// Result is everything known about a finished job.
+type Result struct {
+	ID              string        `json:"id"`
+	Status          Status        `json:"status"`
+	ExitCode        int           `json:"exit_code"`        // -1 when killed by a signal
+	Signal          string        `json:"signal,omitempty"` // e.g. "SIGKILL"
+	Stdout          string        `json:"stdout"`
+	Stderr          string        `json:"stderr"`
+	StdoutTruncated bool          `json:"stdout_truncated"`
+	StderrTruncated bool          `json:"stderr_truncated"`
+	Wall            time.Duration `json:"-"`
+	WallMS          float64       `json:"wall_ms"`
+	CPUUserMS       float64       `json:"cpu_user_ms"`
+	CPUSystemMS     float64       `json:"cpu_system_ms"`
+	MemoryPeak      int64         `json:"memory_peak_bytes"`
+	OOMKilled       bool          `json:"oom_killed"`
+	Limits          LimitsView    `json:"limits"`
+	Error           string        `json:"error,omitempty"` // for internal_error: a safe message
+}
+
+// LimitsView is how a result reports the limits the job ran under.
+type LimitsView struct {
+	CPUs      float64 `json:"cpus"`
+	Memory    int64   `json:"memory_bytes"`
+	Storage   int64   `json:"storage_bytes"`
+	Pids      int64   `json:"pids"`
+	TimeoutMS int64   `json:"timeout_ms"`
+}
+
+func viewOf(l Limits) LimitsView {
+	return LimitsView{CPUs: l.CPUs, Memory: l.Memory, Storage: l.Storage, Pids: l.Pids, TimeoutMS: l.Timeout.Milliseconds()}
+}
