@@ -59,9 +59,13 @@ type Store struct {
 	mu sync.RWMutex
 }
 
-// NewStore opens the store at dir, creating it with mode 0700.
+// NewStore opens the store at dir, creating it with mode 0711: jobs' user namespaces
+// map root to an unprivileged host uid, which must be able to reach (not list) a tree.
 func NewStore(dir string, opts Options) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return nil, fmt.Errorf("rootfs store: %w", err)
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
 		return nil, fmt.Errorf("rootfs store: %w", err)
 	}
 	if opts.MaxTotalBytes <= 0 {
@@ -99,6 +103,9 @@ func (s *Store) Import(ctx context.Context, tarball string) (Image, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	tmp, err := os.MkdirTemp(s.dir, tmpPrefix+sum+"-")
+	if err == nil {
+		err = os.Chmod(tmp, 0o711) // see NewStore
+	}
 	if err != nil {
 		return Image{}, fmt.Errorf("import %s: %w", tarball, err)
 	}

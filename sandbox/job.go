@@ -73,13 +73,13 @@ func (e *Engine) execute(id string, lim Limits, req Request, res *Result, undo *
 	proc := &libcontainer.Process{
 		Args:       []string{jobinit.InitPath, "python3", "main.py"},
 		ExtraFiles: []*os.File{statusW},
-		Env:    jobEnv,
-		UID:    JobUID,
-		GID:    JobGID,
-		Cwd:    WorkDir,
-		Stdout: stdoutW,
-		Stderr: stderrW,
-		Init:   true,
+		Env:        jobEnv,
+		UID:        JobUID,
+		GID:        JobGID,
+		Cwd:        WorkDir,
+		Stdout:     stdoutW,
+		Stderr:     stderrW,
+		Init:       true,
 	}
 	if len(req.Stdin) > 0 {
 		proc.Stdin = bytes.NewReader(req.Stdin)

@@ -1,0 +1,4 @@
+// Command sandboxctl drives a sandboxd daemon.
+package main
+
+func main() {}
