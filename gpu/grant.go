@@ -271,7 +271,10 @@ func (m *Manager) params() ([]byte, error) {
 // place by a CreateContainer hook running the host's mount(8): runc refuses
 // configured mounts inside /proc (checkProcMount in rootfs_linux.go), but
 // the hook runs in the job's mount namespace after /proc is mounted and
-// before pivot_root, as nvidia-container-toolkit's hook does.
+// before pivot_root, as nvidia-container-toolkit's hook does. The hook runs
+// as the container's root, so with a user namespace its mapped host uid
+// must be able to reach jobDir (0711 parents do); jobDir should be a
+// per-job host directory the job does not see, removed when the job ends.
 func (g *Grant) Apply(cfg *configs.Config, jobDir string) error {
 	if cfg.Cgroups == nil || cfg.Cgroups.Resources == nil || cfg.Cgroups.SkipDevices {
 		return errors.New("GPU grant needs cgroup device rules, and the config has none")
