@@ -22,8 +22,8 @@ const (
 	CgroupV2 CgroupMode = "v2" // unified
 )
 
-// jobsCgroupName is the cgroup under which every job of a daemon lives.
-const jobsCgroupName = "sandboxd-jobs"
+// DefaultCgroupName is the cgroup under which every job of a daemon lives.
+const DefaultCgroupName = "sandboxd-jobs"
 
 // supervisorCgroupName is the leaf a v2 daemon moves itself into, so that its own cgroup
 // may enable controllers for the jobs (cgroup v2's no-internal-processes rule).
@@ -43,9 +43,9 @@ func (p placement) jobPath(id string) string { return path.Join(p.parent, id) }
 
 // setupPlacement prepares the daemon's cgroups for jobs. mountpoint is the cgroup2
 // mount (normally /sys/fs/cgroup) and selfCgroup the content of /proc/self/cgroup.
-func setupPlacement(mode CgroupMode, mountpoint string, selfCgroup io.Reader, pid int) (placement, error) {
+func setupPlacement(mode CgroupMode, mountpoint, name string, selfCgroup io.Reader, pid int) (placement, error) {
 	if mode == CgroupV1 {
-		return placement{mode: mode, parent: jobsCgroupName}, nil
+		return placement{mode: mode, parent: name}, nil
 	}
 	own, err := unifiedPath(selfCgroup)
 	if err != nil {
@@ -67,7 +67,7 @@ func setupPlacement(mode CgroupMode, mountpoint string, selfCgroup io.Reader, pi
 	if err := enableControllers(filepath.Join(mountpoint, base)); err != nil {
 		return placement{}, err
 	}
-	return placement{mode: mode, parent: path.Join(base, jobsCgroupName)}, nil
+	return placement{mode: mode, parent: path.Join(base, name)}, nil
 }
 
 // enableControllers turns on, for the children of dir, every controller jobs use that

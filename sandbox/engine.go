@@ -36,6 +36,9 @@ type Options struct {
 	Seccomp *configs.Seccomp
 	// CgroupMountpoint is the cgroup2 mount (default /sys/fs/cgroup).
 	CgroupMountpoint string
+	// CgroupName names the cgroup, below the daemon's own, that holds its jobs
+	// (default sandboxd-jobs). Two daemons in one cgroup need different names.
+	CgroupName string
 	Logger           *slog.Logger
 }
 
@@ -48,6 +51,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.HostIDBase == 0 {
 		o.HostIDBase = 100000
+	}
+	if o.CgroupName == "" {
+		o.CgroupName = DefaultCgroupName
 	}
 	if o.CgroupMountpoint == "" {
 		o.CgroupMountpoint = "/sys/fs/cgroup"
@@ -116,7 +122,7 @@ func New(opts Options) (*Engine, error) {
 		return nil, err
 	}
 	defer self.Close()
-	e.place, err = setupPlacement(mode, opts.CgroupMountpoint, self, os.Getpid())
+	e.place, err = setupPlacement(mode, opts.CgroupMountpoint, opts.CgroupName, self, os.Getpid())
 	if err != nil {
 		return nil, fmt.Errorf("cgroup setup (%s): %w", mode, err)
 	}

@@ -94,6 +94,10 @@ func run() error {
 	}
 	log.Info("rootfs ready", "digest", img.Digest, "took", time.Since(start).Round(time.Millisecond))
 
+	filter, err := jobSeccomp()
+	if err != nil {
+		return err
+	}
 	engine, err := sandbox.New(sandbox.Options{
 		RunDir:      *runDir,
 		Rootfs:      img.Path,
@@ -101,7 +105,7 @@ func run() error {
 		OutputLimit: *outputLimit,
 		MaxJobs:     *maxJobs,
 		MaxQueue:    *maxQueue,
-		Seccomp:     jobSeccomp(),
+		Seccomp:     filter,
 		Logger:      log,
 	})
 	if err != nil {

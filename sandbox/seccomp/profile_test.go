@@ -101,7 +101,7 @@ func TestParseRejectsBadProfiles(t *testing.T) {
 		"unknown action":  `{"defaultAction": "SCMP_ACT_MAYBE"}`,
 		"unknown arch":    `{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_Z80"]}`,
 		"unknown op":      `{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"op": "SCMP_CMP_ALMOST"}]}]}`,
-		"rule with names": `{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"action": "SCMP_ACT_ALLOW"}]}`,
+		"rule without names": `{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"action": "SCMP_ACT_ALLOW"}]}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := parse([]byte(doc)); !errors.Is(err, ErrInvalidProfile) {

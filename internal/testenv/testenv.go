@@ -1,0 +1,120 @@
+// Package testenv gives tests a real engine on the real root filesystem, and checks
+// that jobs leave nothing behind. Tests that need it skip, saying why, when not root or
+// when no rootfs tarball is given (make test gives one in SANDBOXD_ROOTFS).
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sandboxd/sandboxd/rootfs"
+	"github.com/sandboxd/sandboxd/sandbox"
+	"github.com/sandboxd/sandboxd/sandbox/seccomp"
+)
+
+var (
+	rootfsOnce sync.Once
+	rootfsPath string
+	rootfsErr  error
+	engines    atomic.Int64
+)
+
+// Rootfs returns the unpacked test root filesystem, importing SANDBOXD_ROOTFS once into a
+// store that persists across runs (SANDBOXD_TEST_STATE, default /var/tmp/sandboxd-test).
+func Rootfs(t testing.TB) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: starts real containers")
+	}
+	tarball := os.Getenv("SANDBOXD_ROOTFS")
+	if tarball == "" {
+		t.Skip("SANDBOXD_ROOTFS is not set: run `make test`, which builds the rootfs")
+	}
+	rootfsOnce.Do(func() {
+		state := os.Getenv("SANDBOXD_TEST_STATE")
+		if state == "" {
+			state = "/var/tmp/sandboxd-test"
+		}
+		if err := os.MkdirAll(state, 0o711); err != nil {
+			rootfsErr = err
+			return
+		}
+		store, err := rootfs.NewStore(filepath.Join(state, "rootfs"), rootfs.Options{})
+		if err != nil {
+			rootfsErr = err
+			return
+		}
+		img, err := store.Import(context.Background(), tarball)
+		rootfsPath, rootfsErr = img.Path, err
+	})
+	if rootfsErr != nil {
+		t.Fatalf("import test rootfs %s: %v", tarball, rootfsErr)
+	}
+	return rootfsPath
+}
+
+// Engine starts a real engine for the test with its own run dir and jobs cgroup (so test
+// binaries running in parallel never see each other's jobs), the real seccomp profile,
+// and defaults for what opts leaves zero. At the end it checks that nothing is left.
+func Engine(t testing.TB, opts sandbox.Options) *sandbox.Engine {
+	t.Helper()
+	opts.Rootfs = Rootfs(t)
+	if opts.RunDir == "" {
+		opts.RunDir = t.TempDir()
+	}
+	if opts.CgroupName == "" {
+		opts.CgroupName = fmt.Sprintf("sandboxd-test-%d-%d", os.Getpid(), engines.Add(1))
+	}
+	if opts.Seccomp == nil {
+		prof, err := seccomp.Profile()
+		if err != nil {
+			t.Fatalf("seccomp profile: %v", err)
+		}
+		opts.Seccomp = prof
+	}
+	if opts.MaxJobs == 0 {
+		opts.MaxJobs = 4
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	e, err := sandbox.New(opts)
+	if err != nil {
+		t.Fatalf("sandbox.New: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := e.Close(ctx); err != nil {
+			t.Errorf("close engine: %v", err)
+		}
+		NoLeftovers(t, e)
+	})
+	return e
+}
+
+// NoLeftovers fails the test if any job left a container, mount, storage dir or cgroup.
+func NoLeftovers(t testing.TB, e *sandbox.Engine) {
+	t.Helper()
+	left, err := e.Leftovers()
+	if err != nil {
+		t.Fatalf("list leftovers: %v", err)
+	}
+	if len(left) > 0 {
+		t.Errorf("jobs left behind: %v", left)
+	}
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}

@@ -1,0 +1,105 @@
+package sandbox
+
+import (
+	"bufio"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/opencontainers/cgroups"
+)
+
+// Leftovers lists what jobs left behind that should be gone once no job runs: container
+// state, job storage directories and mounts under RunDir, and job cgroups below the
+// daemon's jobs cgroup in every hierarchy. Tests and the admin status use it.
+func (e *Engine) Leftovers() ([]string, error) {
+	var out []string
+	for _, dir := range []string{e.stateRoot, e.jobsRoot} {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return nil, err
+		}
+		for _, ent := range ents {
+			out = append(out, filepath.Join(dir, ent.Name()))
+		}
+	}
+	mounts, err := mountsUnder(e.opts.RunDir)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, mounts...)
+	dirs, err := e.jobCgroupDirs()
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range dirs {
+		ents, err := os.ReadDir(d)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return nil, err
+		}
+		for _, ent := range ents {
+			if ent.IsDir() {
+				out = append(out, filepath.Join(d, ent.Name()))
+			}
+		}
+	}
+	return out, nil
+}
+
+// jobCgroupDirs returns the host directories that hold job cgroups, one per hierarchy.
+func (e *Engine) jobCgroupDirs() ([]string, error) {
+	if e.place.mode == CgroupV2 {
+		return []string{filepath.Join(e.opts.CgroupMountpoint, e.place.parent)}, nil
+	}
+	own, err := cgroups.ParseCgroupFile("/proc/self/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	mounts, err := cgroups.GetCgroupMounts(false)
+	if err != nil {
+		return nil, err
+	}
+	var dirs []string
+	for _, m := range mounts {
+		if len(m.Subsystems) == 0 {
+			continue
+		}
+		p, ok := own[m.Subsystems[0]]
+		if !ok {
+			continue
+		}
+		rel, err := filepath.Rel(m.Root, p)
+		if err != nil {
+			continue
+		}
+		dirs = append(dirs, filepath.Join(m.Mountpoint, rel, e.place.parent))
+	}
+	// Hybrid hosts: libcontainer also places jobs in the (controller-less) cgroup2 tree.
+	if p, ok := own[""]; ok {
+		dirs = append(dirs, filepath.Join(e.opts.CgroupMountpoint, "unified", p, e.place.parent))
+	}
+	return dirs, nil
+}
+
+// mountsUnder lists mount points at or below dir.
+func mountsUnder(dir string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
+			out = append(out, fields[4])
+		}
+	}
+	return out, sc.Err()
+}
