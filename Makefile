@@ -27,12 +27,14 @@ run: build rootfs
 	bin/sandboxd --rootfs $(ROOTFS) --state-dir build/state $(ARGS)
 
 # The tests run real jobs: they need root and the rootfs.
-test: deps rootfs
+test: build rootfs
 	go vet -tags=$(GOTAGS) ./...
-	SANDBOXD_ROOTFS=$(CURDIR)/$(ROOTFS) go test $(GOBUILD) -count=1 -timeout 20m ./...
+	SANDBOXD_ROOTFS=$(CURDIR)/$(ROOTFS) SANDBOXD_BIN=$(CURDIR)/bin/sandboxd \
+		go test $(GOBUILD) -count=1 -timeout 20m ./...
 
 bench: build rootfs
-	SANDBOXD_ROOTFS=$(CURDIR)/$(ROOTFS) go test $(GOBUILD) -run '^$$' -bench . -benchtime 200x ./bench/
+	go build -o bin/sbxbench ./bench
+	bin/sbxbench -sandboxd bin/sandboxd -rootfs $(ROOTFS)
 
 clean:
 	rm -rf bin build/state
