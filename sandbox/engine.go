@@ -39,7 +39,7 @@ type Options struct {
 	// CgroupName names the cgroup, below the daemon's own, that holds its jobs
 	// (default sandboxd-jobs). Two daemons in one cgroup need different names.
 	CgroupName string
-	Logger           *slog.Logger
+	Logger     *slog.Logger
 }
 
 func (o *Options) setDefaults() {
