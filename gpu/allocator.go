@@ -250,6 +250,9 @@ type Lease struct {
 
 // UUIDs returns the leased devices' UUIDs, in order.
 func (l *Lease) UUIDs() []string {
+	if l == nil {
+		return nil
+	}
 	out := make([]string, len(l.Devices))
 	for i, d := range l.Devices {
 		out[i] = d.UUID

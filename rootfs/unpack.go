@@ -29,7 +29,7 @@ const maxZstdWindow = 128 << 20
 
 // mountpoints must exist in every tree: the job's root is read-only and the runtime mounts
 // tmpfs, proc, sysfs and /dev on them.
-var mountpoints = []string{"work", "tmp", "proc", "dev", "sys"}
+var mountpoints = []string{"work", "tmp", "proc", "dev", "sys", "usr/local/nvidia"}
 
 // unpacker extracts one tar stream below root and never follows a symlink while doing so:
 // every path is walked a component at a time with O_NOFOLLOW, so an entry that goes

@@ -14,6 +14,8 @@ import (
 	"sync"
 
 	"github.com/opencontainers/runc/libcontainer/configs"
+
+	"github.com/sandboxd/sandboxd/gpu"
 )
 
 // Options configure an Engine. Every host path is injectable.
@@ -34,6 +36,8 @@ type Options struct {
 	HostIDBase uint32
 	// Seccomp is the filter every job runs under (nil runs without one: tests only).
 	Seccomp *configs.Seccomp
+	// GPUs leases GPUs to jobs that ask for them; nil means the host has none.
+	GPUs *gpu.Allocator
 	// CgroupMountpoint is the cgroup2 mount (default /sys/fs/cgroup).
 	CgroupMountpoint string
 	// CgroupName names the cgroup, below the daemon's own, that holds its jobs
@@ -88,6 +92,13 @@ type Request struct {
 	Code     string
 	Stdin    []byte
 	Limits   Limits // zero fields take the policy's defaults
+	// GPUs selects GPUs for the job (zero value: none). Leases are exclusive; a request
+	// that cannot be met fails at once, or after GPUs.Wait if it sets one.
+	GPUs gpu.Request
+}
+
+func (r Request) wantsGPUs() bool {
+	return r.GPUs.Count > 0 || r.GPUs.All || len(r.GPUs.UUIDs) > 0 || len(r.GPUs.Indices) > 0
 }
 
 // New prepares an engine: it checks the rootfs, places job cgroups below the daemon's
@@ -191,7 +202,18 @@ func (e *Engine) Run(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	defer e.release()
-	return e.runJob(lim, req), nil
+	id := newJobID()
+	var lease *gpu.Lease
+	if req.wantsGPUs() {
+		if e.opts.GPUs == nil {
+			return nil, fmt.Errorf("%w: this host has no GPUs", gpu.ErrNoGPUs)
+		}
+		if lease, err = e.opts.GPUs.Acquire(ctx, id, req.GPUs); err != nil {
+			return nil, err
+		}
+		defer lease.Release()
+	}
+	return e.runJob(id, lim, req, lease), nil
 }
 
 func (e *Engine) acquire(ctx context.Context) error {
@@ -246,9 +268,8 @@ func newJobID() string {
 }
 
 // runJob runs one job and always returns a result; setup failures become internal_error.
-func (e *Engine) runJob(lim Limits, req Request) *Result {
-	id := newJobID()
-	res := &Result{ID: id, Limits: viewOf(lim), ExitCode: -1}
+func (e *Engine) runJob(id string, lim Limits, req Request, lease *gpu.Lease) *Result {
+	res := &Result{ID: id, Limits: viewOf(lim), ExitCode: -1, GPUs: lease.UUIDs()}
 	log := e.opts.Logger.With("job", id)
 	var undo cleanup
 	defer func() {
@@ -256,7 +277,7 @@ func (e *Engine) runJob(lim Limits, req Request) *Result {
 			log.Error("job cleanup failed", "err", err)
 		}
 	}()
-	if err := e.execute(id, lim, req, res, &undo); err != nil {
+	if err := e.execute(id, lim, req, lease, res, &undo); err != nil {
 		log.Error("job failed to run", "err", err)
 		res.Status = StatusInternalError
 		res.Error = "the sandbox failed to run the job"

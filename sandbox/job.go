@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
 
+	"github.com/sandboxd/sandboxd/gpu"
 	"github.com/sandboxd/sandboxd/sandbox/jobinit"
 )
 
@@ -23,7 +24,7 @@ const ioGrace = 2 * time.Second
 
 // execute creates the job's storage and container, runs the code, and fills res.
 // Every step that leaves something behind pushes its undo onto undo first.
-func (e *Engine) execute(id string, lim Limits, req Request, res *Result, undo *cleanup) error {
+func (e *Engine) execute(id string, lim Limits, req Request, lease *gpu.Lease, res *Result, undo *cleanup) error {
 	hostUID := e.opts.HostIDBase + JobUID
 	storage := filepath.Join(e.jobsRoot, id)
 	if err := os.Mkdir(storage, 0o700); err != nil {
@@ -46,6 +47,22 @@ func (e *Engine) execute(id string, lim Limits, req Request, res *Result, undo *
 		id: id, rootfs: e.opts.Rootfs, storageDir: storage, cgroupPath: e.place.jobPath(id),
 		hostIDBase: e.opts.HostIDBase, limits: lim, seccomp: e.opts.Seccomp, initBinary: e.initBin,
 	})
+	env := jobEnv
+	if lease != nil {
+		grant, err := lease.Grant()
+		if err != nil {
+			return fmt.Errorf("GPU grant: %w", err)
+		}
+		gpuDir := storage + ".gpu"
+		if err := os.Mkdir(gpuDir, 0o711); err != nil {
+			return fmt.Errorf("create GPU dir: %w", err)
+		}
+		undo.push(func() error { return os.RemoveAll(gpuDir) })
+		if err := grant.Apply(cfg, gpuDir); err != nil {
+			return fmt.Errorf("GPU grant: %w", err)
+		}
+		env = grant.Environ(jobEnv)
+	}
 	ctr, err := libcontainer.Create(e.stateRoot, id, cfg)
 	if err != nil {
 		return fmt.Errorf("create container: %w", err)
@@ -73,7 +90,7 @@ func (e *Engine) execute(id string, lim Limits, req Request, res *Result, undo *
 	proc := &libcontainer.Process{
 		Args:       []string{jobinit.InitPath, "python3", "main.py"},
 		ExtraFiles: []*os.File{statusW},
-		Env:        jobEnv,
+		Env:        env,
 		UID:        JobUID,
 		GID:        JobGID,
 		Cwd:        WorkDir,

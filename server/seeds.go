@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sandboxd/sandboxd/gpu"
 	"github.com/sandboxd/sandboxd/sandbox"
 )
 
@@ -44,6 +45,7 @@ func (s *Server) seedExecute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var lim sandbox.Limits
+	var gpus gpu.Request
 	if rs := task.Resources; rs != nil {
 		var err error
 		if present(rs.CPU) {
@@ -70,13 +72,10 @@ func (s *Server) seedExecute(w http.ResponseWriter, r *http.Request) {
 				s.fail(w, err)
 				return
 			}
-			if n > 0 {
-				s.fail(w, &apiError{status: http.StatusBadRequest, field: "resources.gpu", message: "resources.gpu: this daemon has no GPUs to grant"})
-				return
-			}
+			gpus.Count = int(n)
 		}
 	}
-	res, err := s.runJob(r, sandbox.Request{Code: *task.Code, Limits: lim})
+	res, err := s.runJob(r, sandbox.Request{Code: *task.Code, Limits: lim, GPUs: gpus}, "resources.gpu")
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -113,7 +112,7 @@ func (s *Server) seedSubmitCode(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, fieldError("code", "is required"))
 		return
 	}
-	res, err := s.runJob(r, sandbox.Request{Code: *req.Code})
+	res, err := s.runJob(r, sandbox.Request{Code: *req.Code}, "")
 	if err != nil {
 		s.fail(w, err)
 		return

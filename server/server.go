@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/sandboxd/sandboxd/gpu"
 	"github.com/sandboxd/sandboxd/sandbox"
 )
 
@@ -24,9 +25,10 @@ type Runner interface {
 
 // Options bound what a client may send.
 type Options struct {
-	MaxBodyBytes int64 // whole request body; larger gets 413 (default 2 MiB)
-	MaxCodeBytes int64 // the code field; larger gets 413 (default 512 KiB)
-	MaxJSONDepth int   // nesting of arrays and objects; deeper gets 400 (default 32)
+	MaxBodyBytes int64     // whole request body; larger gets 413 (default 2 MiB)
+	MaxCodeBytes int64     // the code field; larger gets 413 (default 512 KiB)
+	MaxJSONDepth int       // nesting of arrays and objects; deeper gets 400 (default 32)
+	GPUs         GPUSource // GET /v1/gpus; nil lists none
 	Logger       *slog.Logger
 }
 
@@ -55,6 +57,7 @@ func New(run Runner, opts Options) *Server {
 	s := &Server{run: run, opts: opts, log: opts.Logger, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("POST /v1/execute", s.execute)
+	s.mux.HandleFunc("GET /v1/gpus", s.gpus)
 	s.mux.HandleFunc("POST /execute", s.seedExecute)
 	s.mux.HandleFunc("POST /submit_code", s.seedSubmitCode)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -171,7 +174,8 @@ func checkDepth(b []byte, max int) error {
 }
 
 // runJob calls the runner and maps its refusals to HTTP errors.
-func (s *Server) runJob(r *http.Request, req sandbox.Request) (*sandbox.Result, error) {
+// gpuField names the request field that asked for GPUs, for error messages.
+func (s *Server) runJob(r *http.Request, req sandbox.Request, gpuField string) (*sandbox.Result, error) {
 	if int64(len(req.Code)) > s.opts.MaxCodeBytes {
 		return nil, &apiError{status: http.StatusRequestEntityTooLarge, field: "code", message: fmt.Sprintf("code: exceeds %d bytes", s.opts.MaxCodeBytes)}
 	}
@@ -185,6 +189,10 @@ func (s *Server) runJob(r *http.Request, req sandbox.Request) (*sandbox.Result, 
 		return nil, &apiError{status: http.StatusBadRequest, field: fe.Field, message: fe.Error()}
 	case errors.Is(err, sandbox.ErrUnsupportedLanguage):
 		return nil, &apiError{status: http.StatusBadRequest, field: "language", message: "language: " + err.Error()}
+	case errors.Is(err, gpu.ErrInvalidRequest), errors.Is(err, gpu.ErrUnknownDevice), errors.Is(err, gpu.ErrNoGPUs):
+		return nil, &apiError{status: http.StatusBadRequest, field: gpuField, message: gpuField + ": " + err.Error()}
+	case errors.Is(err, gpu.ErrUnavailable):
+		return nil, &apiError{status: http.StatusConflict, field: gpuField, message: gpuField + ": " + err.Error()}
 	case errors.Is(err, sandbox.ErrBusy):
 		return nil, &apiError{status: http.StatusTooManyRequests, message: "all job slots and queue places are taken; retry shortly"}
 	case errors.Is(err, sandbox.ErrClosed):

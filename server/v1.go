@@ -2,8 +2,10 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 
+	"github.com/sandboxd/sandboxd/gpu"
 	"github.com/sandboxd/sandboxd/sandbox"
 )
 
@@ -23,6 +25,57 @@ type limitsRequest struct {
 	Storage json.RawMessage `json:"storage"`
 	Pids    json.RawMessage `json:"pids"`
 	Timeout json.RawMessage `json:"timeout"`
+	GPUs    json.RawMessage `json:"gpus"`
+	GPUWait json.RawMessage `json:"gpu_wait"`
+}
+
+// gpuRequest reads limits.gpus: a count (2), "all", or a list of UUIDs ("GPU-…",
+// "MIG-…") or indices; and limits.gpu_wait, how long to wait for busy GPUs.
+func (l *limitsRequest) gpuRequest() (gpu.Request, error) {
+	var req gpu.Request
+	if l == nil || !present(l.GPUs) {
+		return req, nil
+	}
+	const field = "limits.gpus"
+	var all string
+	var list []json.RawMessage
+	switch {
+	case json.Unmarshal(l.GPUs, &all) == nil && all == "all":
+		req.All = true
+	case json.Unmarshal(l.GPUs, &list) == nil:
+		for i, item := range list {
+			var uuid string
+			if err := json.Unmarshal(item, &uuid); err == nil {
+				req.UUIDs = append(req.UUIDs, uuid)
+				continue
+			}
+			idx, err := parseCount(fmt.Sprintf("%s[%d]", field, i), item)
+			if err != nil {
+				return req, fieldError(fmt.Sprintf("%s[%d]", field, i), "must be a GPU UUID or index")
+			}
+			req.Indices = append(req.Indices, int(idx))
+		}
+		if len(req.UUIDs) > 0 && len(req.Indices) > 0 {
+			return req, fieldError(field, "mixes UUIDs and indices")
+		}
+		if len(list) == 0 {
+			return req, fieldError(field, "is an empty list")
+		}
+	default:
+		n, err := parseCount(field, l.GPUs)
+		if err != nil {
+			return req, fieldError(field, `must be a count, "all", or a list of UUIDs or indices`)
+		}
+		req.Count = int(n)
+	}
+	if present(l.GPUWait) {
+		d, err := parseSeconds("limits.gpu_wait", l.GPUWait)
+		if err != nil {
+			return req, err
+		}
+		req.Wait = d
+	}
+	return req, nil
 }
 
 func (l *limitsRequest) toLimits() (sandbox.Limits, error) {
@@ -76,7 +129,12 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	res, err := s.runJob(r, sandbox.Request{Language: req.Language, Code: *req.Code, Stdin: []byte(req.Stdin), Limits: lim})
+	gpus, err := req.Limits.gpuRequest()
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	res, err := s.runJob(r, sandbox.Request{Language: req.Language, Code: *req.Code, Stdin: []byte(req.Stdin), Limits: lim, GPUs: gpus}, "limits.gpus")
 	if err != nil {
 		s.fail(w, err)
 		return
