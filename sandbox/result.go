@@ -31,7 +31,7 @@ type Result struct {
 	MemoryPeak      int64         `json:"memory_peak_bytes"`
 	OOMKilled       bool          `json:"oom_killed"`
 	Limits          LimitsView    `json:"limits"`
-	GPUs            []string      `json:"gpus,omitempty"` // UUIDs granted, in CUDA order
+	GPUs            []string      `json:"gpus,omitempty"`  // UUIDs granted, in CUDA order
 	Error           string        `json:"error,omitempty"` // for internal_error: a safe message
 }
 
