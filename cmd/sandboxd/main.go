@@ -17,6 +17,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"github.com/sandboxd/sandboxd/gpu"
 	"github.com/sandboxd/sandboxd/rootfs"
 	"github.com/sandboxd/sandboxd/sandbox"
 	"github.com/sandboxd/sandboxd/server"
@@ -94,6 +97,15 @@ func run() error {
 	}
 	log.Info("rootfs ready", "digest", img.Digest, "took", time.Since(start).Round(time.Millisecond))
 
+	// GPUs: NVML is dlopened; without the driver this reports zero GPUs and never calls
+	// NVML again.
+	gpus := gpu.New(nvml.New(), gpu.WithLogger(log))
+	defer gpus.Close()
+	if err := gpus.Err(); err != nil {
+		log.Info("no GPUs", "reason", err)
+	}
+	leases := gpu.NewAllocator(gpus)
+
 	filter, err := jobSeccomp()
 	if err != nil {
 		return err
@@ -106,12 +118,13 @@ func run() error {
 		MaxJobs:     *maxJobs,
 		MaxQueue:    *maxQueue,
 		Seccomp:     filter,
+		GPUs:        leases,
 		Logger:      log,
 	})
 	if err != nil {
 		return err
 	}
-	api := server.New(engine, server.Options{MaxBodyBytes: *maxBody, Logger: log})
+	api := server.New(engine, server.Options{MaxBodyBytes: *maxBody, Logger: log, GPUs: server.GPUInfo(gpus, leases)})
 
 	var servers []*http.Server
 	errc := make(chan error, len(listen))
