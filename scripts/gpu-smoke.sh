@@ -67,8 +67,9 @@ check "ModifyDeviceFiles: 0" 'grep -q "^PARAMS 1$" <<<"$stdout"'
 
 if ((n >= 2)); then
   sleep_job=$(py '{"gpus": 1, "timeout": 30}' <<<'import os, time; print(os.environ["NVIDIA_VISIBLE_DEVICES"]); time.sleep(2)')
-  a=$(job "$sleep_job" &) ; b=$(job "$sleep_job")
-  wait
+  job "$sleep_job" >"$work/a" & job "$sleep_job" >"$work/b"
+  wait %1
+  a=$(cat "$work/a"); b=$(cat "$work/b")
   check "two concurrent jobs get disjoint GPUs" '[[ -n $a && -n $b && $(python3 -c "import json,sys; print(json.loads(sys.argv[1])[\"gpus\"] != json.loads(sys.argv[2])[\"gpus\"])" "$a" "$b") == True ]]'
 fi
 over=$(curl -s -o /dev/null -w '%{http_code}' "$url/v1/execute" -d '{"code": "1", "limits": {"gpus": '$((n+1))'}}')
