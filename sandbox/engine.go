@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer/configs"
 
@@ -38,6 +39,8 @@ type Options struct {
 	Seccomp *configs.Seccomp
 	// GPUs leases GPUs to jobs that ask for them; nil means the host has none.
 	GPUs *gpu.Allocator
+	// Observer, if set, is told about every job that ran (see registry.go).
+	Observer Observer
 	// CgroupMountpoint is the cgroup2 mount (default /sys/fs/cgroup).
 	CgroupMountpoint string
 	// CgroupName names the cgroup, below the daemon's own, that holds its jobs
@@ -84,6 +87,8 @@ type Engine struct {
 	initBin   string // static copy of this binary, the jobs' pid 1
 	stateRoot string // libcontainer's state directory
 	jobsRoot  string // per-job storage mounts
+
+	reg registry // jobs holding a slot, for listing and killing
 }
 
 // Request is one job to run.
@@ -198,10 +203,12 @@ func (e *Engine) Run(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	queued := time.Now()
 	if err := e.acquire(ctx); err != nil {
 		return nil, err
 	}
 	defer e.release()
+	wait := time.Since(queued)
 	id := newJobID()
 	var lease *gpu.Lease
 	if req.wantsGPUs() {
@@ -213,7 +220,7 @@ func (e *Engine) Run(ctx context.Context, req Request) (*Result, error) {
 		}
 		defer lease.Release()
 	}
-	return e.runJob(id, lim, req, lease), nil
+	return e.runJob(id, lim, req, lease, wait), nil
 }
 
 func (e *Engine) acquire(ctx context.Context) error {
@@ -268,13 +275,20 @@ func newJobID() string {
 }
 
 // runJob runs one job and always returns a result; setup failures become internal_error.
-func (e *Engine) runJob(id string, lim Limits, req Request, lease *gpu.Lease) *Result {
+func (e *Engine) runJob(id string, lim Limits, req Request, lease *gpu.Lease, wait time.Duration) *Result {
 	res := &Result{ID: id, Limits: viewOf(lim), ExitCode: -1, GPUs: lease.UUIDs()}
 	log := e.opts.Logger.With("job", id)
+	job := JobInfo{ID: id, Started: time.Now(), QueueWait: wait, Limits: res.Limits, GPUs: res.GPUs}
+	e.reg.add(job)
 	var undo cleanup
 	defer func() {
-		if err := undo.run(); err != nil {
+		err := undo.run()
+		if err != nil {
 			log.Error("job cleanup failed", "err", err)
+		}
+		e.reg.remove(id)
+		if e.opts.Observer != nil {
+			e.opts.Observer.JobDone(job, res, err)
 		}
 	}()
 	if err := e.execute(id, lim, req, lease, res, &undo); err != nil {

@@ -15,6 +15,8 @@ var (
 	ErrBusy = errors.New("all job slots are busy")
 	// ErrClosed is returned once the engine is shutting down.
 	ErrClosed = errors.New("engine is shutting down")
+	// ErrJobNotFound is returned by Kill for an id that names no running job.
+	ErrJobNotFound = errors.New("no such running job")
 )
 
 // FieldError names the request field that is wrong and why. It wraps ErrInvalidRequest.

@@ -113,6 +113,7 @@ func (e *Engine) execute(id string, lim Limits, req Request, lease *gpu.Lease, r
 	if err != nil {
 		return fmt.Errorf("start container: %w", err)
 	}
+	e.reg.started(id, ctr) // from here an admin's kill reaches it
 
 	// The daemon, not the job, owns the clock: at the deadline the whole container is
 	// killed. Killing its init ends the pid namespace, so every process goes with it.
