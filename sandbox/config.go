@@ -58,6 +58,7 @@ type jobSpec struct {
 	hostIDBase uint32
 	limits     Limits
 	seccomp    *configs.Seccomp
+	ioDev      *blockDevice // the disk io limits apply to; nil when there is none
 }
 
 // allowedDevices are the only device nodes a job sees: null, zero, full, random,
@@ -107,10 +108,7 @@ func configFor(s jobSpec) *configs.Config {
 		ReadonlyPaths:   readonlyPaths,
 		Seccomp:         s.seccomp,
 		OomScoreAdj:     &score,
-		Rlimits: []configs.Rlimit{
-			{Type: unix.RLIMIT_CORE, Hard: 0, Soft: 0},
-			{Type: unix.RLIMIT_NOFILE, Hard: 1024, Soft: 1024},
-		},
+		Rlimits:         rlimits(s.limits),
 		Cgroups: &cgroups.Cgroup{
 			Path: s.cgroupPath,
 			Resources: &cgroups.Resources{
@@ -135,6 +133,38 @@ func configFor(s jobSpec) *configs.Config {
 			{Source: s.storageDir, Destination: "/tmp", Device: "bind", Flags: unix.MS_BIND | unix.MS_NOSUID | unix.MS_NODEV},
 		},
 	}
+}
+
+// rlimits are per process; cgroups bound the job as a whole. No core dump ever reaches
+// a disk. RLIMIT_CPU is only a backstop for the daemon's own CPU-time watch (which sums
+// all processes and acts first), so a lone process can never run on if the daemon stalls.
+func rlimits(l Limits) []configs.Rlimit {
+	cpu := uint64(l.CPUTime.Seconds()) + 2
+	return []configs.Rlimit{
+		{Type: unix.RLIMIT_CORE, Hard: 0, Soft: 0},
+		{Type: unix.RLIMIT_NOFILE, Hard: uint64(l.OpenFiles), Soft: uint64(l.OpenFiles)},
+		{Type: unix.RLIMIT_FSIZE, Hard: uint64(l.FileSize), Soft: uint64(l.FileSize)},
+		{Type: unix.RLIMIT_STACK, Hard: uint64(l.Stack), Soft: uint64(l.Stack)},
+		{Type: unix.RLIMIT_CPU, Hard: cpu, Soft: cpu},
+	}
+}
+
+// applyIO adds the io throttles and weight of l for dev.
+func applyIO(r *cgroups.Resources, l Limits, dev *blockDevice) {
+	if dev == nil {
+		return
+	}
+	throttle := func(rate int64) []*cgroups.ThrottleDevice {
+		if rate == 0 {
+			return nil
+		}
+		return []*cgroups.ThrottleDevice{cgroups.NewThrottleDevice(dev.major, dev.minor, uint64(rate))}
+	}
+	r.BlkioThrottleReadBpsDevice = throttle(l.IOReadBPS)
+	r.BlkioThrottleWriteBpsDevice = throttle(l.IOWriteBPS)
+	r.BlkioThrottleReadIOPSDevice = throttle(l.IOReadIOPS)
+	r.BlkioThrottleWriteIOPSDevice = throttle(l.IOWriteIOPS)
+	r.BlkioWeight = uint16(l.IOWeight)
 }
 
 // tmpfsOptions are the mount options of a job's storage tmpfs, owned by the job's user.

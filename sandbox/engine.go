@@ -84,9 +84,11 @@ type Engine struct {
 	closed    bool
 	jobs      sync.WaitGroup
 	policy    Policy
-	initBin   string // static copy of this binary, the jobs' pid 1
-	stateRoot string // libcontainer's state directory
-	jobsRoot  string // per-job storage mounts
+	initBin   string       // static copy of this binary, the jobs' pid 1
+	ioDev     *blockDevice // the disk under the rootfs, which io limits throttle; nil: none
+	ioWeight  bool         // whether the host can weigh io (v1 needs BFQ)
+	stateRoot string       // libcontainer's state directory
+	jobsRoot  string       // per-job storage mounts
 
 	reg registry // jobs holding a slot, for listing and killing
 }
@@ -132,7 +134,13 @@ func New(opts Options) (*Engine, error) {
 	if e.initBin, err = installInit(opts.RunDir); err != nil {
 		return nil, err
 	}
+	if dev, err := blockDeviceOf(opts.Rootfs, "/sys"); err == nil {
+		e.ioDev = &dev
+	} else {
+		opts.Logger.Info("io limits unavailable", "reason", err)
+	}
 	mode := hostCgroupMode()
+	e.ioWeight = ioWeightSupported(mode, opts.CgroupMountpoint)
 	self, err := os.Open("/proc/self/cgroup")
 	if err != nil {
 		return nil, err
@@ -203,6 +211,9 @@ func (e *Engine) Run(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := e.checkIO(lim); err != nil {
+		return nil, err
+	}
 	queued := time.Now()
 	if err := e.acquire(ctx); err != nil {
 		return nil, err
@@ -266,6 +277,23 @@ func (e *Engine) release() {
 	e.running--
 	e.mu.Unlock()
 	e.jobs.Done()
+}
+
+// checkIO refuses io limits the host cannot apply, rather than ignoring them.
+func (e *Engine) checkIO(l Limits) error {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"limits.io_read_bps", l.IOReadBPS}, {"limits.io_write_bps", l.IOWriteBPS},
+		{"limits.io_read_iops", l.IOReadIOPS}, {"limits.io_write_iops", l.IOWriteIOPS}, {"limits.io_weight", l.IOWeight}} {
+		if f.v != 0 && e.ioDev == nil {
+			return fieldErr(f.name, "%v", ErrNoBlockDevice)
+		}
+	}
+	if l.IOWeight != 0 && !e.ioWeight {
+		return fieldErr("limits.io_weight", "this host's io scheduler has no weights (cgroup v1 needs BFQ)")
+	}
+	return nil
 }
 
 func newJobID() string {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -47,6 +48,7 @@ func (e *Engine) execute(id string, lim Limits, req Request, lease *gpu.Lease, r
 		id: id, rootfs: e.opts.Rootfs, storageDir: storage, cgroupPath: e.place.jobPath(id),
 		hostIDBase: e.opts.HostIDBase, limits: lim, seccomp: e.opts.Seccomp, initBinary: e.initBin,
 	})
+	applyIO(cfg.Cgroups.Resources, lim, e.ioDev)
 	env := jobEnv
 	if lease != nil {
 		grant, err := lease.Grant()
@@ -115,8 +117,9 @@ func (e *Engine) execute(id string, lim Limits, req Request, lease *gpu.Lease, r
 	}
 	e.reg.started(id, ctr) // from here an admin's kill reaches it
 
-	// The daemon, not the job, owns the clock: at the deadline the whole container is
-	// killed. Killing its init ends the pid namespace, so every process goes with it.
+	// The daemon, not the job, owns the clock and the CPU-time budget: at either limit
+	// the whole container is killed. Killing its init ends the pid namespace, so every
+	// process goes with it.
 	waited := make(chan error, 1)
 	var state *os.ProcessState
 	go func() {
@@ -124,15 +127,29 @@ func (e *Engine) execute(id string, lim Limits, req Request, lease *gpu.Lease, r
 		state, werr = proc.Wait()
 		waited <- werr
 	}()
+	paths := map[string]string{}
+	if st, err := ctr.State(); err == nil {
+		paths = st.CgroupPaths
+	}
+	watchDone, cpuOver := make(chan struct{}), make(chan struct{})
+	defer close(watchDone)
+	go watchCPU(e.place.mode, paths, lim, watchDone, cpuOver)
 	timer := time.NewTimer(lim.Timeout)
 	defer timer.Stop()
-	timedOut := false
+	stop := stopNone
 	select {
 	case <-waited:
 	case <-timer.C:
-		timedOut = true
+		stop = stopTimeout
+	case <-cpuOver:
+		stop = stopCPUTime
+		if time.Since(start) >= lim.Timeout {
+			stop = stopTimeout // both limits passed: the wall clock's came first
+		}
+	}
+	if stop != stopNone {
 		if err := ctr.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
-			return fmt.Errorf("kill timed-out job: %w", err)
+			return fmt.Errorf("kill job at its limit: %w", err)
 		}
 		<-waited
 	}
@@ -155,7 +172,7 @@ func (e *Engine) execute(id string, lim Limits, req Request, lease *gpu.Lease, r
 	res.Stderr, res.StderrTruncated = errCap.buf.String(), errCap.truncated
 
 	// Figures come from the job's cgroup, read before the cgroup is removed.
-	if err := e.account(ctr, res); err != nil {
+	if err := e.account(ctr, paths, res); err != nil {
 		return err
 	}
 	// How the command ended is what the job init reported; if the init itself was
@@ -167,7 +184,7 @@ func (e *Engine) execute(id string, lim Limits, req Request, lease *gpu.Lease, r
 			res.Signal = unix.SignalName(ws.Signal())
 		}
 	}
-	res.Status = classify(timedOut, res)
+	res.Status = classify(stop, res)
 	return nil
 }
 
@@ -187,11 +204,22 @@ func readInitStatus(r io.Reader) (code int, sig string, ok bool) {
 	return -1, "", false
 }
 
+// stopReason says why the daemon killed a job, if it did.
+type stopReason int
+
+const (
+	stopNone stopReason = iota
+	stopTimeout
+	stopCPUTime
+)
+
 // classify picks the one status that explains how the job ended.
-func classify(timedOut bool, res *Result) Status {
+func classify(stop stopReason, res *Result) Status {
 	switch {
-	case timedOut:
+	case stop == stopTimeout:
 		return StatusTimeout
+	case stop == stopCPUTime:
+		return StatusCPULimit
 	case res.OOMKilled:
 		return StatusMemoryLimit
 	case res.Signal != "":
@@ -202,23 +230,32 @@ func classify(timedOut bool, res *Result) Status {
 	return StatusOK
 }
 
-// account fills the result's figures from the job's cgroup.
-func (e *Engine) account(ctr *libcontainer.Container, res *Result) error {
+// account fills the result's figures from the job's cgroup: libcontainer's stats, plus
+// what they lack (the oom_kill count, pids peak and limit hits) from the same files.
+func (e *Engine) account(ctr *libcontainer.Container, paths map[string]string, res *Result) error {
 	st, err := ctr.Stats()
 	if err != nil {
 		return fmt.Errorf("read job stats: %w", err)
 	}
 	if cs := st.CgroupStats; cs != nil {
 		res.MemoryPeak = int64(cs.MemoryStats.Usage.MaxUsage)
-		res.CPUUserMS = float64(cs.CpuStats.CpuUsage.UsageInUsermode) / 1e6
-		res.CPUSystemMS = float64(cs.CpuStats.CpuUsage.UsageInKernelmode) / 1e6
+		cpu := cs.CpuStats.CpuUsage
+		res.CPUMS = float64(cpu.TotalUsage) / 1e6
+		user, sys := cpu.UsageInUsermode, cpu.UsageInKernelmode
+		if len(cpu.PercpuUsageInUsermode) > 0 { // v1: per-CPU ns, finer than cpuacct.stat's ticks
+			user, sys = sum(cpu.PercpuUsageInUsermode), sum(cpu.PercpuUsageInKernelmode)
+		}
+		res.CPUUserMS, res.CPUSystemMS = float64(user)/1e6, float64(sys)/1e6
+		for _, entry := range cs.BlkioStats.IoServiceBytesRecursive {
+			switch entry.Op {
+			case "Read", "read":
+				res.IOReadBytes += int64(entry.Value)
+			case "Write", "write":
+				res.IOWriteBytes += int64(entry.Value)
+			}
+		}
 	}
-	state, err := ctr.State()
-	if err != nil {
-		return fmt.Errorf("read job state: %w", err)
-	}
-	cfg := ctr.Config()
-	m, err := manager.NewWithPaths(cfg.Cgroups, state.CgroupPaths)
+	m, err := manager.NewWithPaths(ctr.Config().Cgroups, paths)
 	if err != nil {
 		return fmt.Errorf("open job cgroup: %w", err)
 	}
@@ -227,7 +264,44 @@ func (e *Engine) account(ctr *libcontainer.Container, res *Result) error {
 		return fmt.Errorf("read oom_kill count: %w", err)
 	}
 	res.OOMKilled = n > 0
+	peak, hits, err := pidsFigures(e.place.mode, paths)
+	if err != nil {
+		return fmt.Errorf("read pids figures: %w", err)
+	}
+	res.PidsPeak, res.PidsLimitHit = int64(peak), hits > 0
 	return nil
+}
+
+func sum(v []uint64) (t uint64) {
+	for _, x := range v {
+		t += x
+	}
+	return t
+}
+
+// watchCPU closes over when the job's CPU time, summed over its processes, reaches its
+// limit. It sleeps for as long as the job could not possibly reach it at its CPU
+// bandwidth, then looks again, so the kill lands within a few ms of CPU of the limit
+// while a sleeping job costs almost nothing to watch.
+func watchCPU(mode CgroupMode, paths map[string]string, lim Limits, done <-chan struct{}, over chan<- struct{}) {
+	rate := min(lim.CPUs, float64(runtime.NumCPU()))
+	for {
+		used, err := cpuUsage(mode, paths)
+		if err != nil {
+			return // the cgroup is gone: the job has ended
+		}
+		if used >= lim.CPUTime {
+			close(over)
+			return
+		}
+		wait := time.Duration(float64(lim.CPUTime-used) / rate)
+		wait = min(max(wait, 2*time.Millisecond), 250*time.Millisecond)
+		select {
+		case <-done:
+			return
+		case <-time.After(wait):
+		}
+	}
 }
 
 // destroy kills whatever is left of a container and removes its cgroup and state.

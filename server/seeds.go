@@ -131,6 +131,10 @@ func submitResult(res *sandbox.Result) submitResponse {
 		out.Timeout = true
 		out.ReturnCode = -1
 		out.Error = fmt.Sprintf("TimeoutExpired: Command exceeded %g seconds.", float64(res.Limits.TimeoutMS)/1000)
+	case sandbox.StatusCPULimit:
+		out.Timeout = true
+		out.ReturnCode = -1
+		out.Error = fmt.Sprintf("TimeoutExpired: Command exceeded its CPU time of %g seconds.", float64(res.Limits.CPUTimeMS)/1000)
 	case sandbox.StatusMemoryLimit:
 		out.ReturnCode = -int(syscall.SIGKILL)
 		out.Error = fmt.Sprintf("MemoryError: the job exceeded its memory limit of %d bytes", res.Limits.Memory)

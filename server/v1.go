@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/sandboxd/sandboxd/gpu"
 	"github.com/sandboxd/sandboxd/sandbox"
@@ -20,13 +21,22 @@ type executeRequest struct {
 // limitsRequest keeps each limit raw so its parser can accept a number or a string
 // and name the field when it cannot.
 type limitsRequest struct {
-	CPUs    json.RawMessage `json:"cpus"`
-	Memory  json.RawMessage `json:"memory"`
-	Storage json.RawMessage `json:"storage"`
-	Pids    json.RawMessage `json:"pids"`
-	Timeout json.RawMessage `json:"timeout"`
-	GPUs    json.RawMessage `json:"gpus"`
-	GPUWait json.RawMessage `json:"gpu_wait"`
+	CPUs        json.RawMessage `json:"cpus"`
+	CPUTime     json.RawMessage `json:"cpu_time"`
+	Memory      json.RawMessage `json:"memory"`
+	Storage     json.RawMessage `json:"storage"`
+	Pids        json.RawMessage `json:"pids"`
+	Timeout     json.RawMessage `json:"timeout"`
+	OpenFiles   json.RawMessage `json:"open_files"`
+	FileSize    json.RawMessage `json:"file_size"`
+	Stack       json.RawMessage `json:"stack"`
+	IOReadBPS   json.RawMessage `json:"io_read_bps"`
+	IOWriteBPS  json.RawMessage `json:"io_write_bps"`
+	IOReadIOPS  json.RawMessage `json:"io_read_iops"`
+	IOWriteIOPS json.RawMessage `json:"io_write_iops"`
+	IOWeight    json.RawMessage `json:"io_weight"`
+	GPUs        json.RawMessage `json:"gpus"`
+	GPUWait     json.RawMessage `json:"gpu_wait"`
 }
 
 // gpuRequest reads limits.gpus: a count (2), "all", or a list of UUIDs ("GPU-…",
@@ -83,29 +93,53 @@ func (l *limitsRequest) toLimits() (sandbox.Limits, error) {
 	if l == nil {
 		return out, nil
 	}
+	sizes := []struct {
+		name string
+		raw  json.RawMessage
+		dst  *int64
+	}{
+		{"memory", l.Memory, &out.Memory}, {"storage", l.Storage, &out.Storage},
+		{"file_size", l.FileSize, &out.FileSize}, {"stack", l.Stack, &out.Stack},
+		{"io_read_bps", l.IOReadBPS, &out.IOReadBPS}, {"io_write_bps", l.IOWriteBPS, &out.IOWriteBPS},
+	}
+	counts := []struct {
+		name string
+		raw  json.RawMessage
+		dst  *int64
+	}{
+		{"pids", l.Pids, &out.Pids}, {"open_files", l.OpenFiles, &out.OpenFiles},
+		{"io_read_iops", l.IOReadIOPS, &out.IOReadIOPS}, {"io_write_iops", l.IOWriteIOPS, &out.IOWriteIOPS},
+		{"io_weight", l.IOWeight, &out.IOWeight},
+	}
+	durations := []struct {
+		name string
+		raw  json.RawMessage
+		dst  *time.Duration
+	}{{"timeout", l.Timeout, &out.Timeout}, {"cpu_time", l.CPUTime, &out.CPUTime}}
 	var err error
+	for _, f := range sizes {
+		if present(f.raw) {
+			if *f.dst, err = parseBytes("limits."+f.name, f.raw); err != nil {
+				return out, err
+			}
+		}
+	}
+	for _, f := range counts {
+		if present(f.raw) {
+			if *f.dst, err = parseCount("limits."+f.name, f.raw); err != nil {
+				return out, err
+			}
+		}
+	}
+	for _, f := range durations {
+		if present(f.raw) {
+			if *f.dst, err = parseSeconds("limits."+f.name, f.raw); err != nil {
+				return out, err
+			}
+		}
+	}
 	if present(l.CPUs) {
 		if out.CPUs, err = parseCPUs("limits.cpus", l.CPUs); err != nil {
-			return out, err
-		}
-	}
-	if present(l.Memory) {
-		if out.Memory, err = parseBytes("limits.memory", l.Memory); err != nil {
-			return out, err
-		}
-	}
-	if present(l.Storage) {
-		if out.Storage, err = parseBytes("limits.storage", l.Storage); err != nil {
-			return out, err
-		}
-	}
-	if present(l.Pids) {
-		if out.Pids, err = parseCount("limits.pids", l.Pids); err != nil {
-			return out, err
-		}
-	}
-	if present(l.Timeout) {
-		if out.Timeout, err = parseSeconds("limits.timeout", l.Timeout); err != nil {
 			return out, err
 		}
 	}
