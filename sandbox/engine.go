@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -193,9 +194,23 @@ func (e *Engine) Close(ctx context.Context) error {
 	go func() { e.jobs.Wait(); close(done) }()
 	select {
 	case <-done:
+		e.removeJobsCgroups()
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// removeJobsCgroups removes the (now empty) cgroups that held this engine's jobs.
+func (e *Engine) removeJobsCgroups() {
+	dirs, err := e.jobCgroupDirs()
+	if err != nil {
+		return
+	}
+	for _, d := range dirs {
+		if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			e.opts.Logger.Warn("remove jobs cgroup", "dir", d, "err", err)
+		}
 	}
 }
 
