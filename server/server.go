@@ -81,6 +81,7 @@ func (s *Server) HTTPServer() *http.Server {
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    64 << 10,
+		ConnContext:       ConnContext, // who is asking: auth and the job log need it
 	}
 }
 
@@ -196,7 +197,7 @@ func (s *Server) runJob(r *http.Request, req sandbox.Request, gpuField string) (
 	case errors.Is(err, sandbox.ErrBusy):
 		return nil, &apiError{status: http.StatusTooManyRequests, message: "all job slots and queue places are taken; retry shortly"}
 	case errors.Is(err, sandbox.ErrClosed):
-		return nil, &apiError{status: http.StatusServiceUnavailable, message: "the daemon is shutting down"}
+		return nil, &apiError{status: http.StatusServiceUnavailable, message: "the daemon is not taking new jobs (draining or shutting down); retry shortly"}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return nil, &apiError{status: http.StatusServiceUnavailable, message: "request ended while waiting for a job slot"}
 	}
