@@ -38,6 +38,9 @@ type Options struct {
 	HostIDBase uint32
 	// Seccomp is the filter every job runs under (nil runs without one: tests only).
 	Seccomp *configs.Seccomp
+	// PoolSize is how many containers are kept started ahead of time, python waiting for
+	// code, for jobs of the default shape; 0 disables the pool.
+	PoolSize int
 	// GPUs leases GPUs to jobs that ask for them; nil means the host has none.
 	GPUs *gpu.Allocator
 	// Observer, if set, is told about every job that ran (see registry.go).
@@ -90,8 +93,10 @@ type Engine struct {
 	ioWeight  bool         // whether the host can weigh io (v1 needs BFQ)
 	stateRoot string       // libcontainer's state directory
 	jobsRoot  string       // per-job storage mounts
+	runLock   *os.File     // flock on RunDir: one engine per run dir (see sweep.go)
 
-	reg registry // jobs holding a slot, for listing and killing
+	reg  registry // jobs holding a slot, for listing and killing
+	pool *pool    // warm containers
 }
 
 // Request is one job to run.
@@ -132,6 +137,10 @@ func New(opts Options) (*Engine, error) {
 			return nil, fmt.Errorf("create run dir: %w", err)
 		}
 	}
+	// Before anything in RunDir changes: a second daemon must not touch a live one's jobs.
+	if e.runLock, err = lockRunDir(opts.RunDir); err != nil {
+		return nil, err
+	}
 	if e.initBin, err = installInit(opts.RunDir); err != nil {
 		return nil, err
 	}
@@ -154,6 +163,7 @@ func New(opts Options) (*Engine, error) {
 	if err := e.sweep(); err != nil {
 		return nil, fmt.Errorf("remove leftovers of a previous run: %w", err)
 	}
+	e.pool = newPool(e, opts.PoolSize)
 	return e, nil
 }
 
@@ -190,6 +200,9 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
 	e.closed = true
 	e.mu.Unlock()
+	if err := e.pool.close(); err != nil {
+		e.opts.Logger.Warn("destroy warm containers", "err", err)
+	}
 	done := make(chan struct{})
 	go func() { e.jobs.Wait(); close(done) }()
 	select {

@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/gpu"
@@ -23,122 +23,177 @@ import (
 // last process is gone (they close at once when the pid namespace dies).
 const ioGrace = 2 * time.Second
 
-// execute creates the job's storage and container, runs the code, and fills res.
-// Every step that leaves something behind pushes its undo onto undo first.
+// execute runs one job and fills res: on a warm container from the pool when one fits,
+// else on a container started for it. Every step that leaves something behind pushes its
+// undo onto undo first.
 func (e *Engine) execute(id string, lim Limits, req Request, lease *gpu.Lease, res *Result, undo *cleanup) error {
+	if w := e.pool.take(lim, lease); w != nil {
+		*undo = append(*undo, w.undo...)
+		res.Warm = true
+		if err := e.dispatch(w, lim); err != nil {
+			return err
+		}
+		return e.runProc(id, w.proc, lim, bootstrapInput(req), res)
+	}
+	jp, err := e.startProc(procSpec{id: id, lim: lim, code: []byte(req.Code), lease: lease}, undo)
+	if err != nil {
+		return err
+	}
+	return e.runProc(id, jp, lim, req.Stdin, res)
+}
+
+// procSpec says what container to start: a cold job's (code set: written to main.py and
+// run with python3 main.py) or a pooled one's (code nil: python runs the bootstrap and
+// waits for the code on stdin).
+type procSpec struct {
+	id    string // container id, also the name of its storage
+	lim   Limits
+	code  []byte
+	lease *gpu.Lease
+}
+
+// jobProc is a started container and the ends of its pipes.
+type jobProc struct {
+	ctr              *libcontainer.Container
+	proc             *libcontainer.Process
+	paths            map[string]string // the job's cgroup per controller
+	stdin            *os.File          // write end; closed once the input is written
+	statusR          *os.File          // the init's report
+	stdoutR, stderrR *os.File
+	outCap, errCap   *capture
+	outDone, errDone chan struct{}
+	waited           chan struct{} // closed when the init has been reaped
+	state            *os.ProcessState
+}
+
+// startProc makes the job's storage and container and starts its process.
+func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 	hostUID := e.opts.HostIDBase + JobUID
-	storage := filepath.Join(e.jobsRoot, id)
+	storage := filepath.Join(e.jobsRoot, s.id)
 	if err := os.Mkdir(storage, 0o700); err != nil {
-		return fmt.Errorf("create job dir: %w", err)
+		return nil, fmt.Errorf("create job dir: %w", err)
 	}
 	undo.push(func() error { return os.Remove(storage) })
-	if err := unix.Mount("tmpfs", storage, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, tmpfsOptions(lim, hostUID)); err != nil {
-		return fmt.Errorf("mount job tmpfs: %w", err)
+	if err := unix.Mount("tmpfs", storage, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, tmpfsOptions(s.lim, hostUID)); err != nil {
+		return nil, fmt.Errorf("mount job tmpfs: %w", err)
 	}
 	undo.push(func() error { return unmount(storage) })
-	main := filepath.Join(storage, "main.py")
-	if err := os.WriteFile(main, []byte(req.Code), 0o644); err != nil {
-		return fmt.Errorf("write main.py: %w", err)
-	}
-	if err := os.Lchown(main, int(hostUID), int(hostUID)); err != nil {
-		return fmt.Errorf("chown main.py: %w", err)
+	args := []string{jobinit.InitPath, "python3", "-c", bootstrap}
+	if s.code != nil {
+		args = []string{jobinit.InitPath, "python3", "main.py"}
+		main := filepath.Join(storage, "main.py")
+		if err := os.WriteFile(main, s.code, 0o644); err != nil {
+			return nil, fmt.Errorf("write main.py: %w", err)
+		}
+		if err := os.Lchown(main, int(hostUID), int(hostUID)); err != nil {
+			return nil, fmt.Errorf("chown main.py: %w", err)
+		}
 	}
 
+	cfg := e.containerConfig(s.id, storage, s.lim)
+	env := jobEnv
+	if s.lease != nil {
+		grant, err := s.lease.Grant()
+		if err != nil {
+			return nil, fmt.Errorf("GPU grant: %w", err)
+		}
+		gpuDir := storage + ".gpu"
+		if err := os.Mkdir(gpuDir, 0o711); err != nil {
+			return nil, fmt.Errorf("create GPU dir: %w", err)
+		}
+		undo.push(func() error { return os.RemoveAll(gpuDir) })
+		if err := grant.Apply(cfg, gpuDir); err != nil {
+			return nil, fmt.Errorf("GPU grant: %w", err)
+		}
+		env = grant.Environ(jobEnv)
+	}
+	ctr, err := libcontainer.Create(e.stateRoot, s.id, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	undo.push(func() error { return destroy(ctr) })
+
+	// Pipes: our ends are closed by the undo stack; the job's ends right after start.
+	var pipes [8]*os.File
+	for i := 0; i < len(pipes); i += 2 {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		pipes[i], pipes[i+1] = r, w
+		undo.push(func() error { r.Close(); w.Close(); return nil })
+	}
+	stdinR, stdinW, stdoutR, stdoutW, stderrR, stderrW, statusR, statusW := pipes[0], pipes[1], pipes[2], pipes[3], pipes[4], pipes[5], pipes[6], pipes[7]
+	jp := &jobProc{
+		ctr: ctr, stdin: stdinW, statusR: statusR, stdoutR: stdoutR, stderrR: stderrR,
+		outCap: &capture{limit: e.opts.OutputLimit}, errCap: &capture{limit: e.opts.OutputLimit},
+		outDone: make(chan struct{}), errDone: make(chan struct{}), waited: make(chan struct{}),
+		proc: &libcontainer.Process{
+			Args:       args,
+			ExtraFiles: []*os.File{statusW},
+			Env:        env,
+			UID:        JobUID,
+			GID:        JobGID,
+			Cwd:        WorkDir,
+			Stdin:      stdinR,
+			Stdout:     stdoutW,
+			Stderr:     stderrW,
+			Init:       true,
+		},
+	}
+	err = ctr.Run(jp.proc)
+	for _, f := range []*os.File{stdinR, stdoutW, stderrW, statusW} {
+		f.Close()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("start container: %w", err)
+	}
+	go jp.outCap.drain(stdoutR, jp.outDone)
+	go jp.errCap.drain(stderrR, jp.errDone)
+	go func() {
+		jp.state, _ = jp.proc.Wait()
+		close(jp.waited)
+	}()
+	st, err := ctr.State()
+	if err != nil {
+		return nil, fmt.Errorf("read container state: %w", err)
+	}
+	jp.paths = st.CgroupPaths
+	return jp, nil
+}
+
+// containerConfig is the libcontainer configuration of a job with limits lim.
+func (e *Engine) containerConfig(id, storage string, lim Limits) *configs.Config {
 	cfg := configFor(jobSpec{
 		id: id, rootfs: e.opts.Rootfs, storageDir: storage, cgroupPath: e.place.jobPath(id),
 		hostIDBase: e.opts.HostIDBase, limits: lim, seccomp: e.opts.Seccomp, initBinary: e.initBin,
 	})
 	applyIO(cfg.Cgroups.Resources, lim, e.ioDev)
-	env := jobEnv
-	if lease != nil {
-		grant, err := lease.Grant()
-		if err != nil {
-			return fmt.Errorf("GPU grant: %w", err)
-		}
-		gpuDir := storage + ".gpu"
-		if err := os.Mkdir(gpuDir, 0o711); err != nil {
-			return fmt.Errorf("create GPU dir: %w", err)
-		}
-		undo.push(func() error { return os.RemoveAll(gpuDir) })
-		if err := grant.Apply(cfg, gpuDir); err != nil {
-			return fmt.Errorf("GPU grant: %w", err)
-		}
-		env = grant.Environ(jobEnv)
-	}
-	ctr, err := libcontainer.Create(e.stateRoot, id, cfg)
-	if err != nil {
-		return fmt.Errorf("create container: %w", err)
-	}
-	undo.push(func() error { return destroy(ctr) })
+	return cfg
+}
 
-	stdoutR, stdoutW, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	stderrR, stderrW, err := os.Pipe()
-	if err != nil {
-		stdoutR.Close()
-		stdoutW.Close()
-		return err
-	}
-	outCap := &capture{limit: e.opts.OutputLimit}
-	errCap := &capture{limit: e.opts.OutputLimit}
-	outDone, errDone := make(chan struct{}), make(chan struct{})
-	statusR, statusW, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	defer statusR.Close()
-	proc := &libcontainer.Process{
-		Args:       []string{jobinit.InitPath, "python3", "main.py"},
-		ExtraFiles: []*os.File{statusW},
-		Env:        env,
-		UID:        JobUID,
-		GID:        JobGID,
-		Cwd:        WorkDir,
-		Stdout:     stdoutW,
-		Stderr:     stderrW,
-		Init:       true,
-	}
-	if len(req.Stdin) > 0 {
-		proc.Stdin = bytes.NewReader(req.Stdin)
-	}
+// runProc hands the job its input, watches it until it ends or hits a limit, and fills
+// res. The clock starts here: for a warm container, when the code is handed over.
+func (e *Engine) runProc(id string, jp *jobProc, lim Limits, input []byte, res *Result) error {
 	start := time.Now()
-	err = ctr.Run(proc)
-	stdoutW.Close()
-	stderrW.Close()
-	statusW.Close()
-	go outCap.drain(stdoutR, outDone)
-	go errCap.drain(stderrR, errDone)
-	defer stdoutR.Close()
-	defer stderrR.Close()
-	if err != nil {
-		return fmt.Errorf("start container: %w", err)
-	}
-	e.reg.started(id, ctr) // from here an admin's kill reaches it
+	e.reg.started(id, jp.ctr) // from here an admin's kill reaches it
+	go func() {
+		// A job that never reads its stdin ends with the write failing (EPIPE).
+		_, _ = jp.stdin.Write(input)
+		jp.stdin.Close()
+	}()
 
 	// The daemon, not the job, owns the clock and the CPU-time budget: at either limit
 	// the whole container is killed. Killing its init ends the pid namespace, so every
 	// process goes with it.
-	waited := make(chan error, 1)
-	var state *os.ProcessState
-	go func() {
-		var werr error
-		state, werr = proc.Wait()
-		waited <- werr
-	}()
-	paths := map[string]string{}
-	if st, err := ctr.State(); err == nil {
-		paths = st.CgroupPaths
-	}
 	watchDone, cpuOver := make(chan struct{}), make(chan struct{})
 	defer close(watchDone)
-	go watchCPU(e.place.mode, paths, lim, watchDone, cpuOver)
+	go watchCPU(e.place.mode, jp.paths, lim, watchDone, cpuOver)
 	timer := time.NewTimer(lim.Timeout)
 	defer timer.Stop()
 	stop := stopNone
 	select {
-	case <-waited:
+	case <-jp.waited:
 	case <-timer.C:
 		stop = stopTimeout
 	case <-cpuOver:
@@ -148,10 +203,10 @@ func (e *Engine) execute(id string, lim Limits, req Request, lease *gpu.Lease, r
 		}
 	}
 	if stop != stopNone {
-		if err := ctr.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+		if err := jp.ctr.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
 			return fmt.Errorf("kill job at its limit: %w", err)
 		}
-		<-waited
+		<-jp.waited
 	}
 	res.Wall = time.Since(start)
 	res.WallMS = float64(res.Wall.Microseconds()) / 1000
@@ -159,28 +214,28 @@ func (e *Engine) execute(id string, lim Limits, req Request, lease *gpu.Lease, r
 	// Output pipes close as soon as the last process of the job is gone.
 	grace := time.NewTimer(ioGrace)
 	defer grace.Stop()
-	for _, ch := range []chan struct{}{outDone, errDone} {
+	for _, ch := range []chan struct{}{jp.outDone, jp.errDone} {
 		select {
 		case <-ch:
 		case <-grace.C:
-			stdoutR.Close()
-			stderrR.Close()
+			jp.stdoutR.Close()
+			jp.stderrR.Close()
 			<-ch
 		}
 	}
-	res.Stdout, res.StdoutTruncated = outCap.buf.String(), outCap.truncated
-	res.Stderr, res.StderrTruncated = errCap.buf.String(), errCap.truncated
+	res.Stdout, res.StdoutTruncated = jp.outCap.buf.String(), jp.outCap.truncated
+	res.Stderr, res.StderrTruncated = jp.errCap.buf.String(), jp.errCap.truncated
 
 	// Figures come from the job's cgroup, read before the cgroup is removed.
-	if err := e.account(ctr, paths, res); err != nil {
+	if err := e.account(jp.ctr, jp.paths, res); err != nil {
 		return err
 	}
 	// How the command ended is what the job init reported; if the init itself was
 	// killed (timeout), what killed it.
-	if code, sig, ok := readInitStatus(statusR); ok {
+	if code, sig, ok := readInitStatus(jp.statusR); ok {
 		res.ExitCode, res.Signal = code, sig
-	} else if state != nil {
-		if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+	} else if jp.state != nil {
+		if ws, ok := jp.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			res.Signal = unix.SignalName(ws.Signal())
 		}
 	}

@@ -16,20 +16,27 @@ import (
 // daemon's jobs cgroup in every hierarchy. Tests and the admin status use it.
 func (e *Engine) Leftovers() ([]string, error) {
 	var out []string
+	idle := e.pool.ids() // warm containers waiting for a job are not leftovers
 	for _, dir := range []string{e.stateRoot, e.jobsRoot} {
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			return nil, err
 		}
 		for _, ent := range ents {
-			out = append(out, filepath.Join(dir, ent.Name()))
+			if !idle[ent.Name()] {
+				out = append(out, filepath.Join(dir, ent.Name()))
+			}
 		}
 	}
 	mounts, err := mountsUnder(e.opts.RunDir)
 	if err != nil {
 		return nil, err
 	}
-	out = append(out, mounts...)
+	for _, m := range mounts {
+		if !idle[filepath.Base(m)] {
+			out = append(out, m)
+		}
+	}
 	dirs, err := e.jobCgroupDirs()
 	if err != nil {
 		return nil, err
@@ -43,7 +50,7 @@ func (e *Engine) Leftovers() ([]string, error) {
 			return nil, err
 		}
 		for _, ent := range ents {
-			if ent.IsDir() {
+			if ent.IsDir() && !idle[ent.Name()] {
 				out = append(out, filepath.Join(d, ent.Name()))
 			}
 		}
@@ -71,7 +78,10 @@ func (e *Engine) jobCgroupDirs() ([]string, error) {
 		}
 		p, ok := own[m.Subsystems[0]]
 		if !ok {
-			continue
+			// Named hierarchies: the mount says "systemd", /proc/self/cgroup "name=systemd".
+			if p, ok = own["name="+m.Subsystems[0]]; !ok {
+				continue
+			}
 		}
 		rel, err := filepath.Rel(m.Root, p)
 		if err != nil {

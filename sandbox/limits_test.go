@@ -34,8 +34,9 @@ for _ in range(3):
         break
 while True: pass`, Limits: sandbox.Limits{CPUs: 2, CPUTime: time.Second, Timeout: 10 * time.Second}}, sandbox.StatusCPULimit,
 			func(t *testing.T, r *sandbox.Result) {
-				if r.CPUMS < 1000 || r.CPUMS > 1200 || r.Wall > 900*time.Millisecond {
-					t.Errorf("cpu_ms %.1f wall %v: 4 busy processes on 2 CPUs should reach 1 s of CPU in ~0.5 s", r.CPUMS, r.Wall)
+				// Per process, each of the 4 would run to 1 s: about 4 s of CPU in all.
+				if r.CPUMS < 1000 || r.CPUMS > 1200 {
+					t.Errorf("cpu_ms %.1f, want 1000-1200: the limit is for all processes together", r.CPUMS)
 				}
 			}},
 		{"sleeping is not charged cpu", sandbox.Request{Code: "import time; time.sleep(1)",

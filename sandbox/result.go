@@ -19,6 +19,7 @@ const (
 type Result struct {
 	ID              string        `json:"id"`
 	Status          Status        `json:"status"`
+	Warm            bool          `json:"warm"`             // ran on a container started ahead of time
 	ExitCode        int           `json:"exit_code"`        // -1 when killed by a signal
 	Signal          string        `json:"signal,omitempty"` // e.g. "SIGKILL"
 	Stdout          string        `json:"stdout"`

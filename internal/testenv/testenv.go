@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -81,6 +82,10 @@ func Engine(t testing.TB, opts sandbox.Options) *sandbox.Engine {
 	}
 	if opts.MaxJobs == 0 {
 		opts.MaxJobs = 4
+	}
+	// SANDBOXD_TEST_POOL runs the same tests on warm containers (make test runs both).
+	if n, err := strconv.Atoi(os.Getenv("SANDBOXD_TEST_POOL")); err == nil && opts.PoolSize == 0 {
+		opts.PoolSize = n
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))

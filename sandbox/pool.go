@@ -1,0 +1,228 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/gpu"
+)
+
+// pool keeps containers started ahead of time, each with python already running the
+// bootstrap and waiting for code. A container serves exactly one job and is destroyed
+// after it, like any other; a new one is started off the request path. Only jobs of the
+// pooled shape (the default storage size, no GPUs) take one; when the pool is empty,
+// jobs start cold rather than wait for a refill.
+type pool struct {
+	e       *Engine
+	size    int
+	mu      sync.Mutex
+	ready   []*warmProc
+	pending map[string]bool // ids being started
+	closed  bool
+	wake    chan struct{}
+	done    chan struct{}
+}
+
+// warmProc is a pooled container; undo tears it down.
+type warmProc struct {
+	id      string
+	storage int64 // its shape: the tmpfs size
+	proc    *jobProc
+	undo    cleanup
+}
+
+func newPool(e *Engine, size int) *pool {
+	p := &pool{e: e, size: size, pending: map[string]bool{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	if size <= 0 {
+		close(p.done)
+		return p
+	}
+	go p.fill()
+	p.kick()
+	return p
+}
+
+func (p *pool) kick() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// fill starts containers, one at a time, whenever the pool is below its size.
+func (p *pool) fill() {
+	defer close(p.done)
+	failures := 0
+	for range p.wake {
+		for p.short() {
+			if err := p.add(); err != nil {
+				failures++
+				p.e.opts.Logger.Warn("warm container failed to start", "err", err)
+				time.Sleep(min(time.Duration(failures)*100*time.Millisecond, 5*time.Second))
+				continue
+			}
+			failures = 0
+		}
+		p.mu.Lock()
+		closed := p.closed
+		p.mu.Unlock()
+		if closed {
+			return
+		}
+	}
+}
+
+func (p *pool) short() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.closed && len(p.ready) < p.size
+}
+
+// add starts one warm container with the policy's default limits and puts it in the
+// pool. While it starts its id is pending, so it is never taken for a leftover.
+func (p *pool) add() error {
+	lim, err := p.e.Policy().Resolve(Limits{})
+	if err != nil {
+		return err
+	}
+	w := &warmProc{id: newJobID(), storage: lim.Storage}
+	p.mu.Lock()
+	p.pending[w.id] = true
+	p.mu.Unlock()
+	jp, err := p.e.startProc(procSpec{id: w.id, lim: lim}, &w.undo)
+	w.proc = jp
+	p.mu.Lock()
+	delete(p.pending, w.id)
+	keep := err == nil && !p.closed
+	if keep {
+		p.ready = append(p.ready, w)
+	}
+	p.mu.Unlock()
+	if !keep {
+		return errors.Join(err, w.undo.run())
+	}
+	return nil
+}
+
+// take hands out a warm container for a job of the pooled shape, or nil.
+func (p *pool) take(lim Limits, lease *gpu.Lease) *warmProc {
+	shape := p.e.Policy().Default.Storage
+	if p.size <= 0 || lease != nil || lim.Storage != shape {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	defer p.kick()
+	for len(p.ready) > 0 {
+		w := p.ready[0]
+		p.ready = p.ready[1:]
+		stale := w.storage != shape // the default changed (SIGHUP) since it started
+		select {
+		case <-w.proc.waited: // died while idle (killed from outside): discard
+			stale = true
+		default:
+		}
+		if stale {
+			go func() { _ = w.undo.run() }()
+			continue
+		}
+		return w
+	}
+	return nil
+}
+
+// ids lists the idle containers and those being started, which are not leftovers.
+func (p *pool) ids() map[string]bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]bool{}
+	for _, w := range p.ready {
+		out[w.id] = true
+	}
+	for id := range p.pending {
+		out[id] = true
+	}
+	return out
+}
+
+// close stops refilling and destroys the idle containers.
+func (p *pool) close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	idle := p.ready
+	p.ready = nil
+	p.mu.Unlock()
+	p.kick()
+	<-p.done
+	var errs []error
+	for _, w := range idle {
+		errs = append(errs, w.undo.run())
+	}
+	return errors.Join(errs...)
+}
+
+// dispatch gives a warm container the job's limits before the code is handed over: the
+// cgroup's resources, and the rlimits of the waiting python process.
+func (e *Engine) dispatch(w *warmProc, lim Limits) error {
+	cfg := w.proc.ctr.Config()
+	want := e.containerConfig(w.id, "", lim)
+	cg := *cfg.Cgroups
+	cg.Resources = want.Cgroups.Resources
+	cfg.Cgroups = &cg
+	if err := w.proc.ctr.Set(cfg); err != nil {
+		return fmt.Errorf("apply limits to warm container: %w", err)
+	}
+	st, err := w.proc.ctr.State()
+	if err != nil {
+		return err
+	}
+	pid, err := firstChild(st.InitProcessPid)
+	if err != nil {
+		return fmt.Errorf("find warm python: %w", err)
+	}
+	for _, rl := range rlimits(lim) {
+		r := unix.Rlimit{Cur: rl.Soft, Max: rl.Hard}
+		if err := unix.Prlimit(pid, rl.Type, &r, nil); err != nil {
+			return fmt.Errorf("set rlimit %d of warm python: %w", rl.Type, err)
+		}
+	}
+	return nil
+}
+
+// firstChild is the process the job init forked: python. It is forked right after the
+// init starts, so it is there long before a dispatch; a short retry covers a race.
+func firstChild(pid int) (int, error) {
+	path := "/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(pid) + "/children"
+	for range 100 {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return 0, err
+		}
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			return strconv.Atoi(f[0])
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return 0, errors.New("the job init has no child")
+}
+
+// idle is how many warm containers wait for a job.
+func (p *pool) idle() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.ready)
+}
+
+// PoolIdle reports how many warm containers are ready for jobs.
+func (e *Engine) PoolIdle() int { return e.pool.idle() }

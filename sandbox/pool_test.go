@@ -1,0 +1,116 @@
+package sandbox_test
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/sandboxd/sandboxd/sandbox"
+)
+
+func waitWarm(t *testing.T, e *sandbox.Engine, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for e.PoolIdle() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("pool has %d warm containers after 30 s, want %d", e.PoolIdle(), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A warm container must behave exactly like python3 main.py in a fresh one: the same
+// programs give the same stdout, stderr, exit code and status both ways.
+func TestWarmBehavesLikeCold(t *testing.T) {
+	cold := testenv.Engine(t, sandbox.Options{PoolSize: -1})
+	warm := testenv.Engine(t, sandbox.Options{PoolSize: 1})
+	cases := []struct{ name, code, stdin string }{
+		{"name and argv", `import sys, os
+print(__name__, sys.argv, __file__, sys.path[0], os.getcwd())
+print(open(__file__).read().splitlines()[0])
+print(__doc__, __spec__, __package__)`, ""},
+		{"docstring", `"""the doc"""
+print(__doc__)`, ""},
+		{"traceback names main.py", `def f():
+    return 1 / 0
+f()`, ""},
+		{"syntax error", `print("unclosed"`, ""},
+		{"indentation error", "if True:\nprint(1)", ""},
+		{"exit code", "import sys\nprint('out')\nsys.exit(42)", ""},
+		{"exit message", "import sys\nsys.exit('bye')", ""},
+		{"exit none", "raise SystemExit", ""},
+		{"uncaught in thread and main", "import threading\nt = threading.Thread(target=lambda: 1/0)\nt.start()\nt.join()\nraise KeyError('k')", ""},
+		{"stdin", "import sys\nprint(input())\nprint(sys.stdin.read().split())", "first line\nsecond third\n"},
+		{"stdin bytes", "import sys\nprint(sys.stdin.buffer.read())", "\x00\x01binary"},
+		{"flushing and atexit", "import atexit, sys\natexit.register(lambda: print('at exit'))\nsys.stdout.write('no newline')", ""},
+		{"excepthook", "import sys\nsys.excepthook = lambda *a: print('hooked', a[0].__name__)\nraise ValueError", ""},
+		{"globals are clean", "print(sorted(k for k in globals() if not k.startswith('__')))", ""},
+		{"main module", "import __main__, sys\nx = 5\nprint(__main__.x, sys.modules['__main__'] is __main__)", ""},
+		{"signal", "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)", ""},
+		{"pickle of main classes", "import pickle\nclass A: pass\nprint(type(pickle.loads(pickle.dumps(A()))).__name__)", ""},
+	}
+	ids := regexp.MustCompile(`0x[0-9a-f]+`)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			waitWarm(t, warm, 1)
+			req := sandbox.Request{Code: c.code, Stdin: []byte(c.stdin)}
+			rc, err := cold.Run(context.Background(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rw, err := warm.Run(context.Background(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rc.Warm || !rw.Warm {
+				t.Fatalf("cold ran warm=%v, warm ran warm=%v", rc.Warm, rw.Warm)
+			}
+			if rc.Status != rw.Status || rc.ExitCode != rw.ExitCode || rc.Signal != rw.Signal ||
+				rc.Stdout != rw.Stdout || ids.ReplaceAllString(rc.Stderr, "0x") != ids.ReplaceAllString(rw.Stderr, "0x") {
+				t.Errorf("cold: %s %d %q\nstdout %q\nstderr %q\nwarm: %s %d %q\nstdout %q\nstderr %q",
+					rc.Status, rc.ExitCode, rc.Signal, rc.Stdout, rc.Stderr, rw.Status, rw.ExitCode, rw.Signal, rw.Stdout, rw.Stderr)
+			}
+		})
+	}
+}
+
+// The timeout counts from dispatch, not from when the warm container started; limits of
+// the request replace the pool's before the code runs; each container serves one job.
+func TestWarmLimitsAndSingleUse(t *testing.T) {
+	e := testenv.Engine(t, sandbox.Options{PoolSize: 1})
+	waitWarm(t, e, 1)
+	time.Sleep(time.Second) // the warm container has been up a while
+	r := run(t, e, sandbox.Request{Code: "import time; time.sleep(0.6); print('done')", Limits: sandbox.Limits{Timeout: time.Second}})
+	if !r.Warm || r.Status != sandbox.StatusOK || r.Stdout != "done\n" {
+		t.Errorf("warm=%v %s %q %q", r.Warm, r.Status, r.Stdout, r.Stderr)
+	}
+	waitWarm(t, e, 1)
+	r = run(t, e, sandbox.Request{Code: "x = bytearray(100 << 20)", Limits: sandbox.Limits{Memory: 48 << 20}})
+	if !r.Warm || r.Status != sandbox.StatusMemoryLimit {
+		t.Errorf("warm=%v status %s: the request's memory limit was not applied", r.Warm, r.Status)
+	}
+	waitWarm(t, e, 1)
+	r = run(t, e, sandbox.Request{Code: "import resource\nprint(resource.getrlimit(resource.RLIMIT_NOFILE))", Limits: sandbox.Limits{OpenFiles: 64}})
+	if !r.Warm || r.Stdout != "(64, 64)\n" {
+		t.Errorf("warm=%v stdout %q: rlimits not applied", r.Warm, r.Stdout)
+	}
+	// A file and a process planted by one warm job are not seen by the next.
+	waitWarm(t, e, 1)
+	r = run(t, e, sandbox.Request{Code: "import os, subprocess\nopen('/tmp/planted', 'w').write('x')\nsubprocess.Popen(['sleep', '100'])"})
+	if !r.Warm || r.Status != sandbox.StatusOK {
+		t.Fatalf("%+v", r)
+	}
+	waitWarm(t, e, 1)
+	r = run(t, e, sandbox.Request{Code: "import os\nprint(os.path.exists('/tmp/planted'), [p for p in os.listdir('/proc') if p.isdigit()])"})
+	if !r.Warm || !strings.HasPrefix(r.Stdout, "False ['1', ") || strings.Count(r.Stdout, ",") != 1 {
+		t.Errorf("warm=%v stdout %q: something persisted", r.Warm, r.Stdout)
+	}
+	// Non-default storage is not the pooled shape: it starts cold.
+	r = run(t, e, sandbox.Request{Code: "print(1)", Limits: sandbox.Limits{Storage: 3 << 20}})
+	if r.Warm {
+		t.Error("a job of another shape ran warm")
+	}
+}
