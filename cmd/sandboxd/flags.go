@@ -32,6 +32,7 @@ func newFlagSet(cfg *daemon.Config, o *cliOpts) *flag.FlagSet {
 	f.StringVar(&cfg.CgroupName, "cgroup-name", cfg.CgroupName, "cgroup below the daemon's own that holds its jobs")
 	f.IntVar(&cfg.MaxJobs, "max-jobs", cfg.MaxJobs, "jobs run at once")
 	f.IntVar(&cfg.MaxQueue, "max-queue", cfg.MaxQueue, "requests that may wait for a job slot; more get 429")
+	f.IntVar(&cfg.PoolSize, "pool-size", cfg.PoolSize, "warm containers kept ready for jobs of the default shape; 0 disables the pool")
 	f.Var(&cfg.OutputLimit, "output-limit", "kept of each of stdout and stderr")
 	f.Var(&cfg.MaxBody, "max-body", "size of a request body; more get 413")
 	f.Var(&cfg.MaxCode, "max-code", "size of the code field; more gets 413")

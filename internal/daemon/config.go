@@ -37,6 +37,7 @@ type Config struct {
 
 	MaxJobs       int      `toml:"max_jobs"`       // jobs running at once
 	MaxQueue      int      `toml:"max_queue"`      // requests waiting for a slot; more get 429
+	PoolSize      int      `toml:"pool_size"`      // warm containers kept ready; 0 disables the pool
 	OutputLimit   Size     `toml:"output_limit"`   // kept of each of stdout and stderr
 	MaxBody       Size     `toml:"max_body"`       // a request body; more get 413
 	MaxCode       Size     `toml:"max_code"`       // the code field; more get 413
@@ -83,6 +84,7 @@ func Default() Config {
 		CgroupName:    sandbox.DefaultCgroupName,
 		MaxJobs:       4,
 		MaxQueue:      64,
+		PoolSize:      2,
 		OutputLimit:   1 << 20,
 		MaxBody:       2 << 20,
 		MaxCode:       512 << 10,
@@ -202,6 +204,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CgroupName == "" || strings.Contains(c.CgroupName, "/") || c.CgroupName == "." || c.CgroupName == ".." {
 		bad("cgroup_name", "%q must be a single path element", c.CgroupName)
+	}
+	if c.PoolSize < 0 {
+		bad("pool_size", "must not be negative")
 	}
 	if c.MaxJobs < 1 {
 		bad("max_jobs", "must be at least 1, not %d", c.MaxJobs)

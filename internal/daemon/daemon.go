@@ -107,6 +107,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		OutputLimit: int64(cfg.OutputLimit),
 		MaxJobs:     cfg.MaxJobs,
 		MaxQueue:    cfg.MaxQueue,
+		PoolSize:    cfg.PoolSize,
 		Seccomp:     filter,
 		GPUs:        leases,
 		CgroupName:  cfg.CgroupName,
