@@ -22,7 +22,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/opencontainers/runc/libcontainer/configs"
 	libcontainerseccomp "github.com/opencontainers/runc/libcontainer/seccomp"
@@ -74,7 +73,7 @@ func loadAndExec() {
 	}
 	var argv []string
 	if err := json.Unmarshal([]byte(os.Getenv(envExec)), &argv); err != nil || len(argv) == 0 {
-		fail(fmt.Errorf("bad %s: %w", envExec, err))
+		fail(fmt.Errorf("bad %s=%q", envExec, os.Getenv(envExec)))
 	}
 	p, err := Profile()
 	if err != nil {
@@ -131,6 +130,10 @@ func filtered(ctx context.Context, t *testing.T, errno unix.Errno, argv ...strin
 		t.Fatal(err)
 	}
 	cmd := exec.CommandContext(ctx, self, "-test.run=^$")
+	// Bound the wait for output: neither a descendant holding the pipes nor a
+	// trace stop that Wait takes for an exit (a ptrace let through) may hang
+	// the test.
+	cmd.WaitDelay = 10 * time.Second
 	cmd.Env = append(os.Environ(), envStage+"=load", envExec+"="+string(encoded))
 	if errno != 0 {
 		cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", envErrno, errno))
@@ -190,7 +193,13 @@ var probes = []probe{
 	{"socket AF_INET6 SOCK_STREAM", "ok", sysFD(unix.SYS_SOCKET, unix.AF_INET6, unix.SOCK_STREAM, 0)},
 	{"socket AF_NETLINK SOCK_RAW NETLINK_ROUTE", "ok", sysFD(unix.SYS_SOCKET, unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)},
 	{"socketpair AF_UNIX", "ok", socketpair(unix.AF_UNIX)},
-	{"memfd_create", "ok", sysFD(unix.SYS_MEMFD_CREATE, uintptr(unsafe.Pointer(&[]byte("probe\x00")[0])), unix.MFD_CLOEXEC)},
+	{"memfd_create", "ok", func() string {
+		fd, err := unix.MemfdCreate("probe", unix.MFD_CLOEXEC)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return errResult(err)
+	}},
 	{"personality query", "ok", sys(unix.SYS_PERSONALITY, 0xffffffff)},
 	// CLONE_THREAD without CLONE_SIGHAND: the kernel's EINVAL shows the
 	// filter let it through, without creating anything.
@@ -208,7 +217,13 @@ var probes = []probe{
 
 	// The x32 ABI is another architecture to libseccomp: the thread dies.
 	{"x32 getpid", threadKilled, func() string {
-		out, err := exec.Command("/proc/self/exe", "-test.run=^$").Output()
+		self, err := os.Executable()
+		if err != nil {
+			return err.Error()
+		}
+		cmd := exec.Command(self, "-test.run=^$")
+		cmd.Env = append(os.Environ(), envStage+"=x32")
+		out, err := cmd.Output()
 		if err != nil {
 			return err.Error()
 		}
@@ -258,7 +273,7 @@ var probes = []probe{
 	{"swapoff", "EPERM", sys(unix.SYS_SWAPOFF, 0)},
 	{"open_by_handle_at", "EPERM", sysFD(unix.SYS_OPEN_BY_HANDLE_AT, ^uintptr(0), 0, 0)},
 	{"name_to_handle_at", "EPERM", sys(unix.SYS_NAME_TO_HANDLE_AT, ^uintptr(0), 0, 0, 0, 0)},
-	{"acct", "EPERM", sys(unix.SYS_ACCT, uintptr(unsafe.Pointer(&[]byte("\x00")[0])))},
+	{"acct", "EPERM", func() string { return errResult(unix.Acct("")) }},
 	{"settimeofday", "EPERM", sys(unix.SYS_SETTIMEOFDAY, 0, 0)},
 	{"clock_settime", "EPERM", sys(unix.SYS_CLOCK_SETTIME, ^uintptr(0), 0)},
 	{"adjtimex", "EPERM", sys(unix.SYS_ADJTIMEX, 0)},
@@ -267,7 +282,7 @@ var probes = []probe{
 	{"quotactl", "EPERM", sys(unix.SYS_QUOTACTL, 0, 0, 0, 0)},
 	{"lookup_dcookie", "EPERM", sys(unix.SYS_LOOKUP_DCOOKIE, 0, 0, 0)},
 	{"modify_ldt", "EPERM", sys(unix.SYS_MODIFY_LDT, 0, 0, 0)},
-	{"personality ADDR_NO_RANDOMIZE", "EPERM", sys(unix.SYS_PERSONALITY, unix.ADDR_NO_RANDOMIZE)},
+	{"personality ADDR_NO_RANDOMIZE", "EPERM", sys(unix.SYS_PERSONALITY, 0x0040000)},
 	{"socket AF_PACKET", "EPERM", sysFD(unix.SYS_SOCKET, unix.AF_PACKET, unix.SOCK_RAW, 0)},
 	{"socket AF_PACKET SOCK_DGRAM", "EPERM", sysFD(unix.SYS_SOCKET, unix.AF_PACKET, unix.SOCK_DGRAM, 0)},
 	{"socket AF_INET SOCK_RAW|SOCK_CLOEXEC", "EPERM", sysFD(unix.SYS_SOCKET, unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)},
@@ -297,15 +312,14 @@ func sysFD(nr uintptr, args ...uintptr) func() string {
 	}
 }
 
-func socketpair(family uintptr) func() string {
+func socketpair(family int) func() string {
 	return func() string {
-		var fds [2]int32
-		_, errno := rawCall(unix.SYS_SOCKETPAIR, []uintptr{family, unix.SOCK_STREAM, 0, uintptr(unsafe.Pointer(&fds))})
-		if errno == 0 {
-			unix.Close(int(fds[0]))
-			unix.Close(int(fds[1]))
+		fds, err := unix.Socketpair(family, unix.SOCK_STREAM, 0)
+		if err == nil {
+			unix.Close(fds[0])
+			unix.Close(fds[1])
 		}
-		return result(errno)
+		return errResult(err)
 	}
 }
 
@@ -314,6 +328,14 @@ func rawCall(nr uintptr, args []uintptr) (uintptr, unix.Errno) {
 	copy(a[:], args)
 	r, _, errno := unix.Syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5])
 	return r, errno
+}
+
+func errResult(err error) string {
+	var errno unix.Errno
+	if err != nil && !errors.As(err, &errno) {
+		return err.Error()
+	}
+	return result(errno)
 }
 
 func result(errno unix.Errno) string {

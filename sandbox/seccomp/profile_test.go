@@ -96,11 +96,11 @@ func TestProfileDefaults(t *testing.T) {
 
 func TestParseRejectsBadProfiles(t *testing.T) {
 	for name, doc := range map[string]string{
-		"not json":        `{`,
-		"unknown field":   `{"defaultAction": "SCMP_ACT_ERRNO", "sycalls": []}`,
-		"unknown action":  `{"defaultAction": "SCMP_ACT_MAYBE"}`,
-		"unknown arch":    `{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_Z80"]}`,
-		"unknown op":      `{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"op": "SCMP_CMP_ALMOST"}]}]}`,
+		"not json":           `{`,
+		"unknown field":      `{"defaultAction": "SCMP_ACT_ERRNO", "sycalls": []}`,
+		"unknown action":     `{"defaultAction": "SCMP_ACT_MAYBE"}`,
+		"unknown arch":       `{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_Z80"]}`,
+		"unknown op":         `{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"op": "SCMP_CMP_ALMOST"}]}]}`,
 		"rule without names": `{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"action": "SCMP_ACT_ALLOW"}]}`,
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -26,8 +26,17 @@ def expect(what, got, want):
         failures.append(f"{what}: got {got}, want {want}")
 
 
+def run(code):
+    """Runs code in a fresh interpreter, which is single-threaded."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+
+
 REFUSED = (-1, errno.EPERM)
-expect("ptrace(PTRACE_TRACEME)", syscall(101, 0, 0, 0, 0), REFUSED)
+# In a child: were ptrace allowed, TRACEME would make the caller's parent its
+# tracer and the next signal would stop the caller for good. The child gets no
+# signal before it exits.
+p = run("import ctypes; print(ctypes.CDLL(None, use_errno=True).syscall(101, 0, 0, 0, 0), ctypes.get_errno())")
+expect("ptrace(PTRACE_TRACEME)", p.stdout.split(), ["-1", str(errno.EPERM)])
 expect("unshare(CLONE_NEWUSER)", syscall(272, 0x10000000), REFUSED)
 expect("setns(-1, 0)", syscall(308, -1, 0), REFUSED)
 expect("mount(NULL, NULL, NULL, 0, NULL)", syscall(165, 0, 0, 0, 0, 0), REFUSED)
@@ -53,7 +62,7 @@ for name, args in {
 socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0).close()
 
 # The x32 and i386 ABIs: libseccomp's architecture check kills the calling
-# thread (SIGSYS), so try each in a single-threaded child without a core dump.
+# thread, which in a single-threaded child means SIGSYS. No core dump.
 NO_CORE = "import resource; resource.setrlimit(resource.RLIMIT_CORE, (0, 0))\n"
 X32_GETPID = "import ctypes; print(ctypes.CDLL(None).syscall(0x40000000 | 39))"
 I386_GETPID = """
@@ -68,7 +77,7 @@ for name, code, allowed in (
     # A kernel without IA32 emulation raises SIGSEGV on int 0x80 instead.
     ("i386 getpid (int 0x80)", I386_GETPID, {-signal.SIGSYS, -signal.SIGSEGV}),
 ):
-    p = subprocess.run([sys.executable, "-c", NO_CORE + code], capture_output=True, timeout=30)
+    p = run(NO_CORE + code)
     if p.returncode not in allowed:
         failures.append(f"{name}: exit status {p.returncode}, output {p.stdout!r}, want one of {allowed}")
 
