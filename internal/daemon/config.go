@@ -269,7 +269,7 @@ func (c *Config) validateLimits() []error {
 		var fe *sandbox.FieldError
 		if errors.As(err, &fe) {
 			name := strings.TrimPrefix(fe.Field, "limits.")
-			return []error{fmt.Errorf("limits.default.%s: %s (the range is the engine's floor to limits.max.%s)", name, fe.Message, name)}
+			return []error{fmt.Errorf("limits.default.%s: %s (limits.max.%s bounds it)", name, fe.Message, name)}
 		}
 		return []error{fmt.Errorf("limits: %w", err)}
 	}
