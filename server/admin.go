@@ -19,6 +19,7 @@ type AdminEngine interface {
 	Kill(id string) error
 	CgroupMode() sandbox.CgroupMode
 	Policy() sandbox.Policy
+	PoolIdle() int
 }
 
 // RootfsStore is what the admin endpoints need of the rootfs store.
@@ -70,6 +71,7 @@ type StatusView struct {
 	Capacity      struct {
 		MaxJobs  int `json:"max_jobs"`
 		MaxQueue int `json:"max_queue"`
+		PoolIdle int `json:"pool_idle"` // warm containers ready now
 	} `json:"capacity"`
 	Jobs struct {
 		Running int `json:"running"`
@@ -91,7 +93,7 @@ func (a *Admin) status(w http.ResponseWriter, _ *http.Request) {
 	v.UptimeSeconds = time.Since(a.Started).Round(time.Second).Seconds()
 	v.CgroupMode = string(a.Engine.CgroupMode())
 	v.Draining = a.Gate.Draining()
-	v.Capacity.MaxJobs, v.Capacity.MaxQueue = a.MaxJobs, a.MaxQueue
+	v.Capacity.MaxJobs, v.Capacity.MaxQueue, v.Capacity.PoolIdle = a.MaxJobs, a.MaxQueue, a.Engine.PoolIdle()
 	v.Jobs.Running, v.Jobs.Queued = a.Engine.Load()
 	if a.GPUs != nil {
 		for _, g := range a.GPUs.List() {

@@ -52,6 +52,7 @@ func (f *fakeEngine) Kill(id string) error {
 }
 func (f *fakeEngine) CgroupMode() sandbox.CgroupMode { return sandbox.CgroupV2 }
 func (f *fakeEngine) Policy() sandbox.Policy         { return f.policy }
+func (f *fakeEngine) PoolIdle() int                  { return 2 }
 
 func adminServer(t *testing.T, eng *fakeEngine, store RootfsStore) (*Server, *Gate) {
 	gate := NewGate(eng, nil)

@@ -15,7 +15,7 @@ import (
 type Gauges struct {
 	Load   func() (running, queued int) // required
 	GPUs   func() []gpu.Status          // nil: no GPUs
-	Pool   func() int                   // warm containers kept ready; nil reports 0 (no pool yet)
+	Pool   func() int                   // warm containers ready now; nil reports 0
 	Digest string                       // the rootfs jobs run on, as a label of sandboxd_info
 	Ver    string
 }
@@ -69,7 +69,7 @@ func NewMetrics(g Gauges) *Metrics {
 	reg.MustRegister(m.jobs, m.duration, m.queueWait, m.rejected, m.cleanup,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sandboxd_jobs_running", Help: "Jobs running now."}, running),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sandboxd_jobs_queued", Help: "Requests waiting for a job slot."}, queued),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sandboxd_pool_size", Help: "Warm containers kept ready for jobs."}, func() float64 {
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sandboxd_pool_size", Help: "Warm containers ready for jobs now."}, func() float64 {
 			if g.Pool == nil {
 				return 0
 			}

@@ -23,6 +23,7 @@ var statusCommand = &cli.Command{
 			Capacity      struct {
 				MaxJobs  int `json:"max_jobs"`
 				MaxQueue int `json:"max_queue"`
+				PoolIdle int `json:"pool_idle"`
 			} `json:"capacity"`
 			Jobs struct {
 				Running int `json:"running"`
@@ -48,6 +49,7 @@ var statusCommand = &cli.Command{
 		fmt.Fprintf(w, "cgroup:\t%s\n", s.CgroupMode)
 		fmt.Fprintf(w, "rootfs:\t%s\n", s.Rootfs)
 		fmt.Fprintf(w, "jobs:\t%d running (of %d), %d queued (of %d)\n", s.Jobs.Running, s.Capacity.MaxJobs, s.Jobs.Queued, s.Capacity.MaxQueue)
+		fmt.Fprintf(w, "warm pool:\t%d ready\n", s.Capacity.PoolIdle)
 		fmt.Fprintf(w, "gpus:\t%d leased of %d\n", s.GPUs.Leased, s.GPUs.Total)
 		fmt.Fprintf(w, "default limits:\t%s\n", s.Limits.Default)
 		fmt.Fprintf(w, "max limits:\t%s\n", s.Limits.Max)

@@ -22,9 +22,9 @@ import (
 // version is set at build time: -ldflags "-X main.version=…".
 var version = "dev"
 
-func main() { os.Exit(run(os.Args[1:])) }
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
-func run(args []string) int {
+func run(args []string, stdout, stderr io.Writer) int {
 	// Signals first: a SIGTERM during the slow start still shuts down cleanly, and a
 	// SIGHUP does not kill a daemon that is still starting.
 	hup := make(chan os.Signal, 1)
@@ -32,21 +32,21 @@ func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	cfg, opts, err := loadConfig(args, os.Stderr)
+	cfg, opts, err := loadConfig(args, stderr)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case opts.version:
-		fmt.Println("sandboxd", version)
+		fmt.Fprintln(stdout, "sandboxd", version)
 		return 0
 	case err != nil:
-		fmt.Fprintln(os.Stderr, "sandboxd: configuration:", err)
+		fmt.Fprintln(stderr, "sandboxd: configuration:", err)
 		return 1
 	case opts.checkConfig:
 		cfg.Listen = cfg.ListenAddrs()
-		fmt.Println("# configuration OK; in effect:")
-		if err := toml.NewEncoder(os.Stdout).Encode(cfg); err != nil {
-			fmt.Fprintln(os.Stderr, "sandboxd:", err)
+		fmt.Fprintln(stdout, "# configuration OK; in effect:")
+		if err := toml.NewEncoder(stdout).Encode(cfg); err != nil {
+			fmt.Fprintln(stderr, "sandboxd:", err)
 			return 1
 		}
 		return 0
@@ -54,7 +54,7 @@ func run(args []string) int {
 
 	level := new(slog.LevelVar)
 	cfg.SetLevel(level)
-	log := daemon.NewLogger(os.Stderr, cfg.LogFormat, level)
+	log := daemon.NewLogger(stderr, cfg.LogFormat, level)
 	d := daemon.New(cfg, daemon.Options{Logger: log, Level: level, Version: version})
 	go func() {
 		for range hup {

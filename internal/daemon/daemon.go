@@ -95,7 +95,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 
 	var engine *sandbox.Engine // the metrics' gauges read it once it exists
-	gauges := server.Gauges{Load: func() (int, int) { return engine.Load() }, Digest: img.Digest, Ver: d.opts.Version}
+	gauges := server.Gauges{Load: func() (int, int) { return engine.Load() }, Pool: func() int { return engine.PoolIdle() },
+		Digest: img.Digest, Ver: d.opts.Version}
 	if gpuSrc != nil {
 		gauges.GPUs = gpuSrc.List
 	}
