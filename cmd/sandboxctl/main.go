@@ -20,11 +20,12 @@ var version = "dev"
 // job (as docker run uses 125).
 const exitDaemon = 125
 
-func newApp(stdout, stderr io.Writer) *cli.App {
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
 		Name:      "sandboxctl",
 		Usage:     "drive a sandboxd daemon",
 		Version:   version,
+		Reader:    stdin,
 		Writer:    stdout,
 		ErrWriter: stderr,
 		Flags: []cli.Flag{
@@ -49,7 +50,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 }
 
 func main() {
-	err := newApp(os.Stdout, os.Stderr).RunContext(context.Background(), os.Args)
+	err := newApp(os.Stdin, os.Stdout, os.Stderr).RunContext(context.Background(), os.Args)
 	os.Exit(exitStatus(err, os.Stderr))
 }
 

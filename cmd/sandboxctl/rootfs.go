@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"text/tabwriter"
@@ -45,13 +46,14 @@ func rootfsImport(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return cli.Exit("rootfs import takes one FILE (or - for standard input)", exitDaemon)
 	}
-	f := os.Stdin
+	var f io.Reader = c.App.Reader
 	if name := c.Args().First(); name != "-" {
-		var err error
-		if f, err = os.Open(name); err != nil {
+		file, err := os.Open(name)
+		if err != nil {
 			return err
 		}
-		defer f.Close()
+		defer file.Close()
+		f = file
 	}
 	cl, err := newClient(c)
 	if err != nil {

@@ -45,7 +45,7 @@ units: --memory 512MB --timeout 30s. Flags go before FILE.`,
 		if c.NArg() != 1 {
 			return cli.Exit("run takes one FILE (or - for standard input)", exitDaemon)
 		}
-		code, err := readArg(c.Args().First())
+		code, err := readArg(c, c.Args().First())
 		if err != nil {
 			return err
 		}
@@ -141,9 +141,9 @@ func (r *jobResult) exit() error {
 	return why(exitDaemon, "%s: %s", r.Status, r.Error)
 }
 
-func readArg(name string) ([]byte, error) {
+func readArg(c *cli.Context, name string) ([]byte, error) {
 	if name == "-" {
-		return io.ReadAll(os.Stdin)
+		return io.ReadAll(c.App.Reader)
 	}
 	return os.ReadFile(name)
 }
