@@ -33,6 +33,7 @@ test: build rootfs
 		go test $(GOBUILD) -count=1 -timeout 20m ./...
 
 bench: build rootfs
+	@scripts/deps.sh bubblewrap crun
 	go build -o bin/sbxbench ./bench
 	bin/sbxbench -sandboxd bin/sandboxd -rootfs $(ROOTFS)
 

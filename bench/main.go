@@ -1,8 +1,10 @@
-// Command bench measures sandboxd against the floor it is built on: it starts the real
-// daemon, sends hello-world jobs through its HTTP API, and runs the same program as bare
-// python3 in a chroot of the same root filesystem, all in one run, and prints a table.
+// Command bench measures sandboxd against the floor it is built on and against its peers,
+// all in one run: it starts the real daemon twice (warm pool on, pool off), sends
+// hello-world jobs through its HTTP API, and runs the same program as bare python3 in a
+// chroot of the same root filesystem, under bubblewrap and under crun. It prints p50/p95
+// latency of sequential jobs, jobs/s with 2 and 4 clients, ratios, and the daemon's RSS.
 //
-//	go build -o bin/sbxbench ./bench && bin/sbxbench -n 200   (make bench does this)
+//	go build -o bin/sbxbench ./bench && bin/sbxbench   (make bench does this)
 package main
 
 import (
@@ -22,7 +24,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -39,109 +44,321 @@ var (
 	tarball  = flag.String("rootfs", "build/rootfs.tar.zst", "rootfs tarball")
 	stateDir = flag.String("state-dir", "/var/tmp/sandboxd-bench", "daemon state dir (keeps the unpacked rootfs between runs)")
 	n        = flag.Int("n", 200, "jobs per sequential series")
-	burst    = flag.Int("burst", 200, "jobs per throughput series")
+	burst    = flag.Int("burst", 300, "jobs per throughput series")
+	poolSize = flag.Int("pool-size", 4, "warm containers of the pooled daemon")
+	peers    = flag.Bool("peers", true, "also run bubblewrap and crun")
 )
 
 const hello = `print("hello")`
 
-func run() error {
-	flag.Parse()
+// daemon is a running sandboxd.
+type daemon struct {
+	cmd    *exec.Cmd
+	url    string
+	runDir string
+	logs   bytes.Buffer
+}
+
+func startDaemon(pool int) (*daemon, error) {
 	port, err := freePort()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	runDir, err := os.MkdirTemp("", "sbxbench-run-")
+	d := &daemon{url: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	if d.runDir, err = os.MkdirTemp("", "sbxbench-run-"); err != nil {
+		return nil, err
+	}
+	d.cmd = exec.Command(*bin, "--rootfs", *tarball, "--state-dir", *stateDir, "--run-dir", d.runDir,
+		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--max-jobs", "8", "--max-queue", "64",
+		"--pool-size", strconv.Itoa(pool), "--cgroup-name", fmt.Sprintf("sandboxd-bench-%d", port),
+		"--config", "/dev/null")
+	d.cmd.Stdout, d.cmd.Stderr = &d.logs, &d.logs
+	if err := d.cmd.Start(); err != nil {
+		return nil, err
+	}
+	if err := waitHealthy(d.url, 60*time.Second); err != nil {
+		d.stop()
+		return nil, fmt.Errorf("%w\n%s", err, d.logs.String())
+	}
+	return d, nil
+}
+
+func (d *daemon) stop() {
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	_ = d.cmd.Wait()
+	os.RemoveAll(d.runDir)
+}
+
+// rssKB is the daemon's resident set: VmRSS from /proc.
+func (d *daemon) rssKB() int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.Atoi(strings.Fields(v)[0])
+			return kb
+		}
+	}
+	return 0
+}
+
+// warmRSSKB sums the resident memory (PSS, so shared pages count once) of every process
+// of the daemon's warm containers: what each pooled container costs.
+func (d *daemon) containersPSSKB() (total, containers int) {
+	ents, _ := os.ReadDir(filepath.Join(d.runDir, "containers"))
+	for _, ent := range ents {
+		var st struct {
+			InitPid int `json:"init_process_pid"`
+		}
+		b, err := os.ReadFile(filepath.Join(d.runDir, "containers", ent.Name(), "state.json"))
+		if err != nil || json.Unmarshal(b, &st) != nil {
+			continue
+		}
+		containers++
+		for _, pid := range append([]int{st.InitPid}, children(st.InitPid)...) {
+			total += pssKB(pid)
+		}
+	}
+	return total, containers
+}
+
+func children(pid int) []int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	var out []int
+	for _, f := range strings.Fields(string(b)) {
+		c, _ := strconv.Atoi(f)
+		out = append(out, c)
+	}
+	return out
+}
+
+func pssKB(pid int) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Pss:"); ok {
+			kb, _ := strconv.Atoi(strings.Fields(v)[0])
+			return kb
+		}
+	}
+	return 0
+}
+
+type row struct {
+	name string
+	f    func() error
+}
+
+func run() error {
+	flag.Parse()
+	cold, err := startDaemon(0)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(runDir)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	daemon := exec.Command(*bin, "--rootfs", *tarball, "--state-dir", *stateDir, "--run-dir", runDir,
-		"--listen", addr, "--max-jobs", "4", "--max-queue", "64")
-	var logs bytes.Buffer
-	daemon.Stdout, daemon.Stderr = &logs, &logs
-	if err := daemon.Start(); err != nil {
+	defer cold.stop()
+	idleRSS := cold.rssKB()
+	warm, err := startDaemon(*poolSize)
+	if err != nil {
 		return err
 	}
-	defer func() {
-		_ = daemon.Process.Signal(syscall.SIGTERM)
-		_ = daemon.Wait()
-	}()
-	url := "http://" + addr
-	if err := waitHealthy(url, 60*time.Second); err != nil {
-		return fmt.Errorf("%w\n%s", err, logs.String())
-	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}, Timeout: 30 * time.Second}
+	defer warm.stop()
+	time.Sleep(3 * time.Second) // let the pool fill
+	pss, pooled := warm.containersPSSKB()
 
 	rootfs, err := unpackedRootfs(*stateDir, *tarball)
 	if err != nil {
 		return err
 	}
-	job := func() error { return execute(client, url) }
-	bare := func() error {
-		cmd := exec.Command("/usr/bin/python3", "-c", hello)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: rootfs}
-		cmd.Dir = "/"
-		out, err := cmd.Output()
-		if err == nil && string(out) != "hello\n" {
-			err = fmt.Errorf("bare python printed %q", out)
-		}
-		return err
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}, Timeout: 30 * time.Second}
+	rows := []row{
+		{"bare python3 -c in chroot", func() error { return runHello(chrootCmd(rootfs)) }},
 	}
-	for range 10 { // warm caches on both sides
-		if err := job(); err != nil {
+	if *peers {
+		rows = append(rows, row{"bubblewrap", func() error { return runHello(bwrapCmd(rootfs)) }})
+		crun, cleanup, err := crunRunner(rootfs)
+		if err != nil {
 			return err
 		}
-		if err := bare(); err != nil {
-			return err
+		defer cleanup()
+		rows = append(rows, row{"crun", crun})
+	}
+	rows = append(rows,
+		row{"sandboxd cold (HTTP)", func() error { return execute(client, cold.url, false) }},
+		row{"sandboxd warm (HTTP)", func() error { return execute(client, warm.url, true) }},
+	)
+	for _, r := range rows { // warm caches on every side
+		for range 10 {
+			if err := r.f(); err != nil {
+				return fmt.Errorf("%s: %w", r.name, err)
+			}
 		}
 	}
-	rows := []struct {
-		name string
-		f    func() error
-	}{
-		{"bare python3 -c in chroot", bare},
-		{"sandboxd /v1/execute (HTTP)", job},
-	}
-	fmt.Printf("hello-world, %d sequential jobs each, then %d jobs by 2 and 4 clients; %d CPUs\n\n", *n, *burst, numCPU())
-	fmt.Printf("%-30s %9s %9s %11s %11s\n", "", "p50 ms", "p95 ms", "jobs/s (2)", "jobs/s (4)")
+	fmt.Printf("hello-world; %d sequential jobs per row, then %d jobs by 2 and by 4 clients; %d CPUs; %s\n\n",
+		*n, *burst, runtime.NumCPU(), time.Now().Format(time.DateOnly))
+	fmt.Printf("%-28s %8s %8s %10s %10s %12s\n", "", "p50 ms", "p95 ms", "jobs/s 2", "jobs/s 4", "p50 vs bare")
 	var base float64
 	for i, r := range rows {
+		if r.name == "sandboxd warm (HTTP)" {
+			time.Sleep(time.Second) // a full pool, as between bursts in service
+		}
 		lat, err := series(r.f, *n)
 		if err != nil {
 			return fmt.Errorf("%s: %w", r.name, err)
 		}
 		t2, err := throughput(r.f, 2, *burst)
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: %w", r.name, err)
 		}
 		t4, err := throughput(r.f, 4, *burst)
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: %w", r.name, err)
 		}
 		p50, p95 := pct(lat, 50), pct(lat, 95)
 		if i == 0 {
 			base = p50
 		}
-		fmt.Printf("%-30s %9.1f %9.1f %11.0f %11.0f   p50 = %.2fx bare\n", r.name, p50, p95, t2, t4, p50/base)
+		fmt.Printf("%-28s %8.1f %8.1f %10.0f %10.0f %11.2fx\n", r.name, p50, p95, t2, t4, p50/base)
+	}
+	if nsenterOverhead != nil {
+		lat, err := series(nsenterOverhead, *n)
+		if err == nil {
+			fmt.Printf("\ncrun row includes nsenter (p50 %.1f ms alone): crun refuses this hybrid cgroup host otherwise\n", pct(lat, 50))
+		}
+	}
+	fmt.Printf("\nwarm jobs that found the pool empty and started cold: %d of %d\n", coldFallbacks.Load(), warmJobs.Load())
+	fmt.Printf("sandboxd idle RSS (pool off): %.1f MB\n", float64(idleRSS)/1024)
+	if pooled > 0 {
+		fmt.Printf("per pooled container (PSS of its init and python): %.1f MB (%d containers)\n", float64(pss)/1024/float64(pooled), pooled)
 	}
 	return nil
 }
 
-func execute(c *http.Client, url string) error {
-	resp, err := c.Post(url+"/v1/execute", "application/json", bytes.NewReader([]byte(`{"code": "print(\"hello\")"}`)))
+var warmJobs, coldFallbacks atomic.Int64
+
+func execute(c *http.Client, url string, warm bool) error {
+	resp, err := c.Post(url+"/v1/execute", "application/json", strings.NewReader(`{"code": "print(\"hello\")"}`))
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	var r struct{ Status, Stdout string }
+	var r struct {
+		Status, Stdout string
+		Warm           bool
+	}
 	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
 		return err
 	}
 	if resp.StatusCode != 200 || r.Status != "ok" || r.Stdout != "hello\n" {
 		return fmt.Errorf("HTTP %d status %q stdout %q", resp.StatusCode, r.Status, r.Stdout)
 	}
+	if warm {
+		warmJobs.Add(1)
+		if !r.Warm {
+			coldFallbacks.Add(1)
+		}
+	}
 	return nil
+}
+
+func runHello(cmd *exec.Cmd) error {
+	out, err := cmd.Output()
+	if err == nil && string(out) != "hello\n" {
+		err = fmt.Errorf("printed %q", out)
+	}
+	return err
+}
+
+func chrootCmd(rootfs string) *exec.Cmd {
+	cmd := exec.Command("/usr/bin/python3", "-c", hello)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: rootfs}
+	cmd.Dir = "/"
+	return cmd
+}
+
+func bwrapCmd(rootfs string) *exec.Cmd {
+	return exec.Command("bwrap", "--ro-bind", rootfs, "/", "--proc", "/proc", "--dev", "/dev",
+		"--tmpfs", "/tmp", "--unshare-all", "--die-with-parent", "--chdir", "/tmp",
+		"/usr/bin/python3", "-c", hello)
+}
+
+// crunRunner prepares an OCI bundle on the rootfs and runs it with `crun run`.
+func crunRunner(rootfs string) (func() error, func(), error) {
+	bundle, err := os.MkdirTemp("", "sbxbench-crun-")
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup := func() { os.RemoveAll(bundle) }
+	if out, err := exec.Command("crun", "spec", "-b", bundle).CombinedOutput(); err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("crun spec: %v: %s", err, out)
+	}
+	path := filepath.Join(bundle, "config.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	var spec map[string]any
+	if err := json.Unmarshal(b, &spec); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	spec["root"] = map[string]any{"path": rootfs, "readonly": true}
+	proc := spec["process"].(map[string]any)
+	proc["terminal"] = false
+	proc["args"] = []string{"/usr/bin/python3", "-c", hello}
+	if b, err = json.Marshal(spec); err == nil {
+		err = os.WriteFile(path, b, 0o644)
+	}
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	// crun refuses hybrid hosts whose cgroup2 tree has a controller (here hugetlb). It
+	// runs in a mount namespace without that tree (pure cgroup v1), entered with
+	// nsenter, which adds a few ms (bench prints how much).
+	args := []string{"crun"}
+	if _, err := os.Stat("/sys/fs/cgroup/unified/cgroup.controllers"); err == nil {
+		ns, undo, err := v1MountNS()
+		if err != nil {
+			cleanup()
+			return nil, nil, err
+		}
+		prev := cleanup
+		cleanup = func() { undo(); prev() }
+		args = []string{"nsenter", "--mount=" + ns, "crun"}
+		nsenterOverhead = func() error { return exec.Command("nsenter", "--mount="+ns, "true").Run() }
+	}
+	var seq atomic.Int64
+	return func() error {
+		id := fmt.Sprintf("sbxbench-%d-%d", os.Getpid(), seq.Add(1))
+		return runHello(exec.Command(args[0], append(args[1:], "run", "--bundle", bundle, id)...))
+	}, cleanup, nil
+}
+
+var nsenterOverhead func() error
+
+// v1MountNS makes a persistent mount namespace without /sys/fs/cgroup/unified.
+func v1MountNS() (string, func(), error) {
+	dir, err := os.MkdirTemp("/run", "sbxbench-ns-")
+	if err != nil {
+		return "", nil, err
+	}
+	ns := filepath.Join(dir, "mnt")
+	undo := func() {
+		_ = syscall.Unmount(ns, syscall.MNT_DETACH)
+		_ = syscall.Unmount(dir, syscall.MNT_DETACH)
+		os.RemoveAll(dir)
+	}
+	steps := [][]string{
+		{"mount", "--bind", dir, dir}, {"mount", "--make-private", dir}, {"touch", ns},
+		{"unshare", "--mount=" + ns, "--propagation", "private", "umount", "/sys/fs/cgroup/unified"},
+	}
+	for _, st := range steps {
+		if out, err := exec.Command(st[0], st[1:]...).CombinedOutput(); err != nil {
+			undo()
+			return "", nil, fmt.Errorf("%v: %v: %s", st, err, out)
+		}
+	}
+	return ns, undo, nil
 }
 
 func series(f func() error, n int) ([]float64, error) {
@@ -231,5 +448,3 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
-
-func numCPU() int { return runtime.NumCPU() }

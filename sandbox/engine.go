@@ -246,20 +246,43 @@ func (e *Engine) Run(ctx context.Context, req Request) (*Result, error) {
 	if err := e.acquire(ctx); err != nil {
 		return nil, err
 	}
-	defer e.release()
 	wait := time.Since(queued)
 	id := newJobID()
 	var lease *gpu.Lease
 	if req.wantsGPUs() {
 		if e.opts.GPUs == nil {
+			e.release()
 			return nil, fmt.Errorf("%w: this host has no GPUs", gpu.ErrNoGPUs)
 		}
 		if lease, err = e.opts.GPUs.Acquire(ctx, id, req.GPUs); err != nil {
+			e.release()
 			return nil, err
 		}
-		defer lease.Release()
 	}
-	return e.runJob(id, lim, req, lease, wait), nil
+	res, teardown := e.runJob(id, lim, req, lease, wait)
+	// The job's processes are all gone by now (its pid namespace ended with its init),
+	// so the answer need not wait for the container, cgroup and mount to be removed.
+	// The slot and the GPUs stay taken until they are; Close and Settle wait for it.
+	go func() {
+		teardown()
+		lease.Release()
+		e.release()
+	}()
+	return res, nil
+}
+
+// Settle waits until every finished job's container, cgroup and storage are removed
+// (teardown runs just after a job's result is returned).
+func (e *Engine) Settle() {
+	for {
+		e.mu.Lock()
+		busy := e.running + e.queued
+		e.mu.Unlock()
+		if busy == 0 {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 func (e *Engine) acquire(ctx context.Context) error {
@@ -331,28 +354,28 @@ func newJobID() string {
 }
 
 // runJob runs one job and always returns a result; setup failures become internal_error.
-func (e *Engine) runJob(id string, lim Limits, req Request, lease *gpu.Lease, wait time.Duration) *Result {
+// teardown undoes what the job set up; the caller runs it once the result is out.
+func (e *Engine) runJob(id string, lim Limits, req Request, lease *gpu.Lease, wait time.Duration) (*Result, func()) {
 	res := &Result{ID: id, Limits: viewOf(lim), ExitCode: -1, GPUs: lease.UUIDs()}
 	log := e.opts.Logger.With("job", id)
 	job := JobInfo{ID: id, Started: time.Now(), QueueWait: wait, Limits: res.Limits, GPUs: res.GPUs}
 	e.reg.add(job)
 	var undo cleanup
-	defer func() {
-		err := undo.run()
-		if err != nil {
-			log.Error("job cleanup failed", "err", err)
-		}
-		e.reg.remove(id)
-		if e.opts.Observer != nil {
-			e.opts.Observer.JobDone(job, res, err)
-		}
-	}()
 	if err := e.execute(id, lim, req, lease, res, &undo); err != nil {
 		log.Error("job failed to run", "err", err)
 		res.Status = StatusInternalError
 		res.Error = "the sandbox failed to run the job"
 	}
-	return res
+	e.reg.remove(id) // no longer running
+	return res, func() {
+		err := undo.run()
+		if err != nil {
+			log.Error("job cleanup failed", "err", err)
+		}
+		if e.opts.Observer != nil {
+			e.opts.Observer.JobDone(job, res, err)
+		}
+	}
 }
 
 // cleanup is a stack of undo steps, run in reverse order; it keeps going past failures.

@@ -33,7 +33,8 @@ type pool struct {
 // warmProc is a pooled container; undo tears it down.
 type warmProc struct {
 	id      string
-	storage int64 // its shape: the tmpfs size
+	storage int64  // its shape: the tmpfs size
+	lim     Limits // what it was started with
 	proc    *jobProc
 	undo    cleanup
 }
@@ -92,7 +93,7 @@ func (p *pool) add() error {
 	if err != nil {
 		return err
 	}
-	w := &warmProc{id: newJobID(), storage: lim.Storage}
+	w := &warmProc{id: newJobID(), storage: lim.Storage, lim: lim}
 	p.mu.Lock()
 	p.pending[w.id] = true
 	p.mu.Unlock()
@@ -175,6 +176,9 @@ func (p *pool) close() error {
 // dispatch gives a warm container the job's limits before the code is handed over: the
 // cgroup's resources, and the rlimits of the waiting python process.
 func (e *Engine) dispatch(w *warmProc, lim Limits) error {
+	if lim == w.lim {
+		return nil // the default limits, which it already has
+	}
 	cfg := w.proc.ctr.Config()
 	want := e.containerConfig(w.id, "", lim)
 	cg := *cfg.Cgroups

@@ -78,6 +78,7 @@ func testKill(t *testing.T, delay time.Duration) {
 	if n := len(e.Jobs()); n != 0 {
 		t.Errorf("%d jobs still listed after the end", n)
 	}
+	e.Settle() // the observer hears of a job once its teardown is done
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
 	if len(obs.res) != 1 || obs.res[0] != res || obs.errs[0] != nil || obs.jobs[0].ID != res.ID {

@@ -107,6 +107,7 @@ func TestMetricsAfterRealJob(t *testing.T) {
 	if code := post(`{"code":"x"}`, "bad"); code != 401 {
 		t.Fatalf("wrong token: HTTP %d", code)
 	}
+	e.Settle() // a job's end is observed once its teardown, just after its answer, is done
 	if code := post(`{"code":"x","limits":{"memory":"1TB"}}`, "tok"); code != 400 {
 		t.Fatalf("too much memory: HTTP %d", code)
 	}

@@ -108,6 +108,7 @@ func Engine(t testing.TB, opts sandbox.Options) *sandbox.Engine {
 // NoLeftovers fails the test if any job left a container, mount, storage dir or cgroup.
 func NoLeftovers(t testing.TB, e *sandbox.Engine) {
 	t.Helper()
+	e.Settle() // teardown finishes just after a result is returned
 	left, err := e.Leftovers()
 	if err != nil {
 		t.Fatalf("list leftovers: %v", err)
