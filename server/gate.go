@@ -48,11 +48,12 @@ func (g *Gate) Run(ctx context.Context, req sandbox.Request) (*sandbox.Result, e
 		slog.String("status", string(res.Status)),
 		slog.Int("exit_code", res.ExitCode),
 		slog.Float64("wall_ms", res.WallMS),
+		slog.Float64("cpu_ms", res.CPUMS),
 		slog.Float64("cpu_user_ms", res.CPUUserMS),
 		slog.Float64("cpu_system_ms", res.CPUSystemMS),
 		slog.Int64("memory_peak_bytes", res.MemoryPeak),
-		slog.Group("limits", "cpus", l.CPUs, "memory_bytes", l.Memory, "storage_bytes", l.Storage,
-			"pids", l.Pids, "timeout_ms", l.TimeoutMS),
+		slog.Group("limits", "cpus", l.CPUs, "cpu_time_ms", l.CPUTimeMS, "memory_bytes", l.Memory,
+			"storage_bytes", l.Storage, "pids", l.Pids, "timeout_ms", l.TimeoutMS),
 		slog.String("client", ClientFrom(ctx).String()),
 	}
 	if res.Signal != "" {

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -221,4 +223,47 @@ func TestRestartOnly(t *testing.T) {
 	if got := strings.Join(restartOnly(a, b), ","); got != "listen,max_jobs" {
 		t.Errorf("restartOnly = %s, want listen,max_jobs", got)
 	}
+}
+
+// The example config installed to /etc/sandboxd documents every setting with its
+// default: uncommented, it must load, and every value must be Default()'s.
+func TestExampleConfig(t *testing.T) {
+	b, err := os.ReadFile("../../scripts/config.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	setting := regexp.MustCompile(`^# ([a-z_]+ = .*)$`)
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		lines = append(lines, setting.ReplaceAllString(l, "$1"))
+	}
+	path := writeFile(t, "config.toml", strings.Join(lines, "\n"))
+	got := Default()
+	md, err := toml.DecodeFile(path, &got)
+	if err != nil || len(md.Undecoded()) > 0 {
+		t.Fatalf("the example, uncommented: %v, unknown %v", err, md.Undecoded())
+	}
+	want := Default()
+	want.SocketGroup = "sandboxd"
+	want.Listen = want.ListenAddrs()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the example's values are not the defaults:\n%+v\n%+v", got, want)
+	}
+	// Every setting is there: the keys decoded are all the fields.
+	documented := map[string]bool{}
+	for _, k := range md.Keys() {
+		documented[k.String()] = true
+	}
+	var all func(prefix string, v reflect.Value)
+	all = func(prefix string, v reflect.Value) {
+		for i := range v.NumField() {
+			key := prefix + v.Type().Field(i).Tag.Get("toml")
+			if v.Field(i).Kind() == reflect.Struct {
+				all(key+".", v.Field(i))
+			} else if !documented[key] {
+				t.Errorf("the example does not document %s", key)
+			}
+		}
+	}
+	all("", reflect.ValueOf(want))
 }
