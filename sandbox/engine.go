@@ -89,6 +89,7 @@ type Engine struct {
 	jobs      sync.WaitGroup
 	policy    Policy
 	initBin   string       // static copy of this binary, the jobs' pid 1
+	root      string       // the jobs' root: a read-only overlay of Options.Rootfs
 	ioDev     *blockDevice // the disk under the rootfs, which io limits throttle; nil: none
 	ioWeight  bool         // whether the host can weigh io (v1 needs BFQ)
 	stateRoot string       // libcontainer's state directory
@@ -116,7 +117,7 @@ func (r Request) wantsGPUs() bool {
 
 // New prepares an engine: it checks the rootfs, places job cgroups below the daemon's
 // own, and removes whatever a previous, killed daemon left in RunDir.
-func New(opts Options) (*Engine, error) {
+func New(opts Options) (_ *Engine, retErr error) {
 	opts.setDefaults()
 	if err := opts.Policy.Validate(); err != nil {
 		return nil, err
@@ -137,13 +138,21 @@ func New(opts Options) (*Engine, error) {
 			return nil, fmt.Errorf("create run dir: %w", err)
 		}
 	}
+	if err := searchable(opts.RunDir); err != nil {
+		return nil, err
+	}
 	// Before anything in RunDir changes: a second daemon must not touch a live one's jobs.
 	if e.runLock, err = lockRunDir(opts.RunDir); err != nil {
 		return nil, err
 	}
-	if e.initBin, err = installInit(opts.RunDir); err != nil {
+	if e.initBin, e.root, err = hostMounts(opts.RunDir, opts.Rootfs); err != nil {
 		return nil, err
 	}
+	defer func() {
+		if retErr != nil {
+			_ = unmountHostMounts(opts.RunDir)
+		}
+	}()
 	if dev, err := blockDeviceOf(opts.Rootfs, "/sys"); err == nil {
 		e.ioDev = &dev
 	} else {
@@ -208,6 +217,9 @@ func (e *Engine) Close(ctx context.Context) error {
 	select {
 	case <-done:
 		e.removeJobsCgroups()
+		if err := unmountHostMounts(e.opts.RunDir); err != nil {
+			e.opts.Logger.Warn("unmount the jobs' root and init", "err", err)
+		}
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

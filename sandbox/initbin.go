@@ -7,12 +7,53 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrNotStatic is returned when the running binary cannot serve as the jobs' init.
 var ErrNotStatic = errors.New("the sandboxd binary must be statically linked (build it with make)")
 
-// installInit copies the running executable to dir/sbx-init, read-only, for jobs to
+// A job's mountinfo names, for each mount, its path inside its filesystem. A bind mount
+// of a host directory would show the host path (the state dir, the run dir), so what
+// jobs mount from the host sits on filesystems of its own, mounted once per engine:
+//
+//	<run-dir>/init  a read-only tmpfs holding a copy of this binary (the jobs' pid 1)
+//	<run-dir>/root  a read-only overlay of the unpacked rootfs, its layers given as
+//	                /proc/self/fd paths so its options name no host path either
+const (
+	initMountDir = "init"
+	rootMountDir = "root"
+	emptyDir     = "empty" // overlay needs two lower layers without an upper one
+)
+
+// hostMounts makes the engine's own mounts and returns the init binary's and the job
+// root's paths. Stale ones of a killed daemon are replaced.
+func hostMounts(runDir, rootfs string) (initBin, root string, err error) {
+	initDir := filepath.Join(runDir, initMountDir)
+	root = filepath.Join(runDir, rootMountDir)
+	unmountHostMounts(runDir)
+	if initBin, err = installInit(initDir); err != nil {
+		return "", "", err
+	}
+	if err := mountRoot(root, rootfs, filepath.Join(runDir, emptyDir)); err != nil {
+		unmountHostMounts(runDir)
+		return "", "", err
+	}
+	return initBin, root, nil
+}
+
+// unmountHostMounts removes the engine's own mounts (at Close, or stale at start).
+func unmountHostMounts(runDir string) error {
+	var errs []error
+	for _, d := range []string{rootMountDir, initMountDir} {
+		errs = append(errs, unmount(filepath.Join(runDir, d)))
+	}
+	return errors.Join(errs...)
+}
+
+// installInit copies the running executable into a read-only tmpfs at dir, for jobs to
 // bind-mount as their pid 1. A copy, so no job ever has a path to the daemon's own file.
 // It must be static: the job's root filesystem has none of the host's libraries.
 func installInit(dir string) (string, error) {
@@ -24,30 +65,86 @@ func installInit(dir string) (string, error) {
 	if err := checkStatic(self); err != nil {
 		return "", err
 	}
-	if _, err := self.Seek(0, io.SeekStart); err != nil {
+	fi, err := self.Stat()
+	if err != nil {
 		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return "", err
+	}
+	opts := "mode=0755,size=" + strconv.FormatInt(fi.Size()+1<<20, 10)
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return "", fmt.Errorf("mount init tmpfs: %w", err)
 	}
 	dst := filepath.Join(dir, "sbx-init")
-	tmp, err := os.CreateTemp(dir, ".sbx-init-*")
+	err = copyFile(dst, self)
+	if err == nil {
+		err = unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, opts)
+	}
 	if err != nil {
-		return "", fmt.Errorf("install job init: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, self); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("install job init: %w", err)
-	}
-	if err := tmp.Chmod(0o555); err != nil {
-		tmp.Close()
-		return "", err
-	}
-	if err := tmp.Close(); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
+		_ = unmount(dir)
 		return "", fmt.Errorf("install job init: %w", err)
 	}
 	return dst, nil
+}
+
+func copyFile(dst string, src io.Reader) error {
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o555)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, src); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// mountRoot mounts a read-only overlay of tree at dir.
+func mountRoot(dir, tree, empty string) error {
+	for _, d := range []string{dir, empty} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	for _, d := range []string{tree, empty} {
+		fd, err := unix.Open(d, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open %s: %w", d, err)
+		}
+		fds = append(fds, fd)
+	}
+	lower := fmt.Sprintf("lowerdir=/proc/self/fd/%d:/proc/self/fd/%d", fds[0], fds[1])
+	if err := unix.Mount("overlay", dir, "overlay", unix.MS_RDONLY|unix.MS_NODEV, lower); err != nil {
+		return fmt.Errorf("mount the jobs' root (overlay): %w", err)
+	}
+	return nil
+}
+
+// searchable makes dir mode 0711 and checks that every directory above it can be
+// searched by others: jobs' root is an unprivileged host uid that must reach dir/root.
+func searchable(dir string) error {
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return err
+	}
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("run dir %s: %s has mode %o; jobs need every directory above the run dir searchable (o+x)", dir, d, fi.Mode().Perm())
+		}
+		if d == "/" {
+			return nil
+		}
+	}
 }
 
 // checkStatic refuses an executable that needs a dynamic loader.

@@ -165,7 +165,7 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 // containerConfig is the libcontainer configuration of a job with limits lim.
 func (e *Engine) containerConfig(id, storage string, lim Limits) *configs.Config {
 	cfg := configFor(jobSpec{
-		id: id, rootfs: e.opts.Rootfs, storageDir: storage, cgroupPath: e.place.jobPath(id),
+		id: id, rootfs: e.root, storageDir: storage, cgroupPath: e.place.jobPath(id),
 		hostIDBase: e.opts.HostIDBase, limits: lim, seccomp: e.opts.Seccomp, initBinary: e.initBin,
 	})
 	applyIO(cfg.Cgroups.Resources, lim, e.ioDev)

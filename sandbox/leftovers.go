@@ -32,8 +32,9 @@ func (e *Engine) Leftovers() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	own := map[string]bool{filepath.Join(e.opts.RunDir, rootMountDir): true, filepath.Join(e.opts.RunDir, initMountDir): true}
 	for _, m := range mounts {
-		if !idle[filepath.Base(m)] {
+		if !idle[filepath.Base(m)] && !own[m] {
 			out = append(out, m)
 		}
 	}

@@ -1,11 +1,12 @@
 package sandbox_test
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/internal/testenv"
 	"github.com/sandboxd/sandboxd/sandbox"
@@ -171,9 +172,9 @@ print(n, round(time.monotonic() - t, 1))`
 
 // An engine whose set-up breaks half-way reports internal_error and leaves nothing.
 func TestInternalErrorLeavesNothing(t *testing.T) {
-	runDir := t.TempDir()
+	runDir := testenv.RunDir(t)
 	e := testenv.Engine(t, sandbox.Options{RunDir: runDir})
-	if err := os.Remove(filepath.Join(runDir, "sbx-init")); err != nil { // the jobs' pid 1
+	if err := unix.Unmount(filepath.Join(runDir, "init"), unix.MNT_DETACH); err != nil { // the jobs' pid 1
 		t.Fatal(err)
 	}
 	r := run(t, e, sandbox.Request{Code: "print(1)"})

@@ -68,7 +68,7 @@ func Engine(t testing.TB, opts sandbox.Options) *sandbox.Engine {
 	t.Helper()
 	opts.Rootfs = Rootfs(t)
 	if opts.RunDir == "" {
-		opts.RunDir = t.TempDir()
+		opts.RunDir = RunDir(t)
 	}
 	if opts.CgroupName == "" {
 		opts.CgroupName = fmt.Sprintf("sandboxd-test-%d-%d", os.Getpid(), engines.Add(1))
@@ -103,6 +103,18 @@ func Engine(t testing.TB, opts sandbox.Options) *sandbox.Engine {
 		NoLeftovers(t, e)
 	})
 	return e
+}
+
+// RunDir makes a run dir jobs can reach: t.TempDir's parent is private (0700), and jobs'
+// user-namespaced root must be able to search every directory down to <run-dir>/root.
+func RunDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sandboxd-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) }) // runs after the engine's Close
+	return dir
 }
 
 // NoLeftovers fails the test if any job left a container, mount, storage dir or cgroup.
