@@ -22,7 +22,7 @@ import (
 var daemons atomic.Int64
 
 // Config returns a daemon configuration of its own for the test: run dir, socket and
-// jobs cgroup. The state dir, where the rootfs is unpacked, is kept across runs under
+// jobs cgroup (call it before Start). The state dir, where the rootfs is unpacked, is kept across runs under
 // SANDBOXD_TEST_STATE (default /var/tmp/sandboxd-test) as daemon-<name>: one per test
 // package, because a starting daemon sweeps its store's unfinished imports, which must
 // never be another test process's.
@@ -41,7 +41,14 @@ func Config(t testing.TB, name string) daemon.Config {
 	}
 	cfg := daemon.Default()
 	cfg.StateDir = filepath.Join(state, "daemon-"+name)
-	cfg.RunDir = t.TempDir()
+	// Not t.TempDir(): its parent is private (0700), and jobs' user-namespaced root must
+	// be able to search every directory down to the run dir's mounts.
+	run, err := os.MkdirTemp("", "sandboxd-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(run) }) // registered before Start's, so it runs after the daemon stops
+	cfg.RunDir = run
 	cfg.Rootfs = tarball
 	cfg.Listen = []string{"unix:" + filepath.Join(cfg.RunDir, "sandboxd.sock")}
 	cfg.CgroupName = fmt.Sprintf("sandboxd-test-d%d-%d", os.Getpid(), daemons.Add(1))
