@@ -355,7 +355,16 @@ func TestDaemonRefusesUnsafeStart(t *testing.T) {
 			}()
 			time.Sleep(300 * time.Millisecond)
 
-			second := &daemon{name: "second", dir: t.TempDir(), runDir: c.runDir}
+			// Not t.TempDir: its parent is private, and jobs must reach <run-dir>/root.
+			dir, err := os.MkdirTemp("", "sandboxd-attack-second-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer os.RemoveAll(dir)
+			if err := os.Chmod(dir, 0o711); err != nil {
+				t.Fatal(err)
+			}
+			second := &daemon{name: "second", dir: dir, runDir: c.runDir}
 			if second.runDir == "" {
 				second.runDir = second.dir + "/run"
 			}

@@ -92,7 +92,7 @@ for p in ("/proc/1/exe", "/dev/.sbx-init", "/proc/self/exe"):
         print(p, "WRITABLE")
     except OSError as e:
         print(p, errno.errorcode[e.errno])
-`, status: "ok", stdout: "/proc/1/exe EACCES\n/dev/.sbx-init EACCES\n/proc/self/exe EACCES\n"},
+`, status: "ok", stdout: "/proc/1/exe EACCES\n/dev/.sbx-init EROFS\n/proc/self/exe EROFS\n"},
 	}
 	runCases(t, cases)
 }

@@ -323,6 +323,11 @@ func (d *daemon) jobIDs() map[string][]string {
 		}
 	}
 	for _, m := range mountsUnder(d.runDir) {
+		// The daemon's own mounts, made once at start for every job: the jobs' root
+		// (an overlay of the rootfs) and the tmpfs holding the jobs' init.
+		if m == filepath.Join(d.runDir, "root") || m == filepath.Join(d.runDir, "init") {
+			continue
+		}
 		ids[filepath.Base(m)] = append(ids[filepath.Base(m)], "mount "+m)
 	}
 	for _, cg := range d.jobCgroups() {
