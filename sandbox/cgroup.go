@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/opencontainers/cgroups"
+	"golang.org/x/sys/unix"
 )
 
 // CgroupMode says which cgroup hierarchy the host runs.
@@ -91,6 +92,10 @@ func enableControllers(dir string) error {
 		return fmt.Errorf("cgroup %s lacks the memory or pids controller (is it delegated?): %w", dir, errors.ErrUnsupported)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte(strings.Join(want, " ")), 0); err != nil {
+		if errors.Is(err, unix.EBUSY) { // the no-internal-processes rule: someone else is in dir
+			return fmt.Errorf("cgroup %s holds processes besides sandboxd, so it cannot enable controllers for jobs: "+
+				"on cgroup v2 run sandboxd in a cgroup of its own (systemd: Delegate=yes; by hand: systemd-run -p Delegate=yes): %w", dir, err)
+		}
 		return fmt.Errorf("enable controllers %v in %s: %w", want, dir, err)
 	}
 	return nil
