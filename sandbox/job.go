@@ -10,7 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"golang.org/x/sys/unix"
@@ -148,6 +147,12 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start container: %w", err)
 	}
+	if s.code == nil {
+		// A pooled container is ready once python says so; the marker is not output.
+		if err := awaitReady(stderrR); err != nil {
+			return nil, err
+		}
+	}
 	go jp.outCap.drain(stdoutR, jp.outDone)
 	go jp.errCap.drain(stderrR, jp.errDone)
 	go func() {
@@ -160,6 +165,22 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 	}
 	jp.paths = st.CgroupPaths
 	return jp, nil
+}
+
+// awaitReady reads the bootstrap's ready marker from r (its stderr), for at most 30 s.
+func awaitReady(r *os.File) error {
+	if err := r.SetReadDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		return err
+	}
+	buf := make([]byte, len(readyMarker))
+	_, err := io.ReadFull(r, buf)
+	if err == nil && string(buf) != readyMarker {
+		err = fmt.Errorf("unexpected output %q", buf)
+	}
+	if err != nil {
+		return fmt.Errorf("warm python did not start: %w", err)
+	}
+	return r.SetReadDeadline(time.Time{})
 }
 
 // containerConfig is the libcontainer configuration of a job with limits lim.
@@ -227,7 +248,7 @@ func (e *Engine) runProc(id string, jp *jobProc, lim Limits, input []byte, res *
 	res.Stderr, res.StderrTruncated = jp.errCap.buf.String(), jp.errCap.truncated
 
 	// Figures come from the job's cgroup, read before the cgroup is removed.
-	if err := e.account(jp.ctr, jp.paths, res); err != nil {
+	if err := e.account(jp.paths, res); err != nil {
 		return err
 	}
 	// How the command ended is what the job init reported; if the init itself was
@@ -285,53 +306,19 @@ func classify(stop stopReason, res *Result) Status {
 	return StatusOK
 }
 
-// account fills the result's figures from the job's cgroup: libcontainer's stats, plus
-// what they lack (the oom_kill count, pids peak and limit hits) from the same files.
-func (e *Engine) account(ctr *libcontainer.Container, paths map[string]string, res *Result) error {
-	st, err := ctr.Stats()
+// account fills the result's figures from the job's cgroup.
+func (e *Engine) account(paths map[string]string, res *Result) error {
+	f, err := readFigures(e.place.mode, paths)
 	if err != nil {
-		return fmt.Errorf("read job stats: %w", err)
+		return fmt.Errorf("read the job's cgroup figures: %w", err)
 	}
-	if cs := st.CgroupStats; cs != nil {
-		res.MemoryPeak = int64(cs.MemoryStats.Usage.MaxUsage)
-		cpu := cs.CpuStats.CpuUsage
-		res.CPUMS = float64(cpu.TotalUsage) / 1e6
-		user, sys := cpu.UsageInUsermode, cpu.UsageInKernelmode
-		if len(cpu.PercpuUsageInUsermode) > 0 { // v1: per-CPU ns, finer than cpuacct.stat's ticks
-			user, sys = sum(cpu.PercpuUsageInUsermode), sum(cpu.PercpuUsageInKernelmode)
-		}
-		res.CPUUserMS, res.CPUSystemMS = float64(user)/1e6, float64(sys)/1e6
-		for _, entry := range cs.BlkioStats.IoServiceBytesRecursive {
-			switch entry.Op {
-			case "Read", "read":
-				res.IOReadBytes += int64(entry.Value)
-			case "Write", "write":
-				res.IOWriteBytes += int64(entry.Value)
-			}
-		}
-	}
-	m, err := manager.NewWithPaths(ctr.Config().Cgroups, paths)
-	if err != nil {
-		return fmt.Errorf("open job cgroup: %w", err)
-	}
-	n, err := m.OOMKillCount()
-	if err != nil {
-		return fmt.Errorf("read oom_kill count: %w", err)
-	}
-	res.OOMKilled = n > 0
-	peak, hits, err := pidsFigures(e.place.mode, paths)
-	if err != nil {
-		return fmt.Errorf("read pids figures: %w", err)
-	}
-	res.PidsPeak, res.PidsLimitHit = int64(peak), hits > 0
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	res.CPUMS, res.CPUUserMS, res.CPUSystemMS = ms(f.cpu), ms(f.user), ms(f.system)
+	res.MemoryPeak = int64(f.memoryPeak)
+	res.OOMKilled = f.oomKills > 0
+	res.PidsPeak, res.PidsLimitHit = int64(f.pidsPeak), f.pidsLimitHits > 0
+	res.IOReadBytes, res.IOWriteBytes = int64(f.ioRead), int64(f.ioWrite)
 	return nil
-}
-
-func sum(v []uint64) (t uint64) {
-	for _, x := range v {
-		t += x
-	}
-	return t
 }
 
 // watchCPU closes over when the job's CPU time, summed over its processes, reaches its
@@ -375,3 +362,4 @@ func unmount(path string) error {
 	}
 	return nil
 }
+

@@ -50,6 +50,13 @@ f()`, ""},
 		{"globals are clean", "print(sorted(k for k in globals() if not k.startswith('__')))", ""},
 		{"main module", "import __main__, sys\nx = 5\nprint(__main__.x, sys.modules['__main__'] is __main__)", ""},
 		{"signal", "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)", ""},
+		{"__del__ at exit, after atexit", "import atexit\nclass A:\n    def __del__(self): print('del')\na = A()\natexit.register(print, 'atexit')", ""},
+		{"non-daemon thread outlives main", "import threading, time\ndef late():\n    time.sleep(0.2)\n    print('thread done')\nthreading.Thread(target=late).start()\nprint('main done')", ""},
+		{"exit true", "import sys\nsys.exit(True)", ""},
+		{"exit 256", "import sys\nsys.exit(256)", ""},
+		{"keyboard interrupt", "raise KeyboardInterrupt", ""},
+		{"error in atexit", "import atexit\natexit.register(lambda: 1/0)\nprint('x')", ""},
+		{"print to closed stdout", "import sys, os\nprint('lost')\nos.close(1)", ""},
 		{"pickle of main classes", "import pickle\nclass A: pass\nprint(type(pickle.loads(pickle.dumps(A()))).__name__)", ""},
 	}
 	ids := regexp.MustCompile(`0x[0-9a-f]+`)

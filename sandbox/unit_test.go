@@ -108,6 +108,25 @@ func TestCgroupFigures(t *testing.T) {
 	if peak, hits, err := pidsFigures(CgroupV2, v2); err != nil || peak != 0 || hits != 0 {
 		t.Errorf("v2 pids %d %d %v", peak, hits, err)
 	}
+	write(t, filepath.Join(dir, "cpuacct/cpuacct.usage_user"), "1000000000\n")
+	write(t, filepath.Join(dir, "cpuacct/cpuacct.usage_sys"), "234567890\n")
+	write(t, filepath.Join(dir, "memory/memory.max_usage_in_bytes"), "209715200\n")
+	write(t, filepath.Join(dir, "memory/memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
+	write(t, filepath.Join(dir, "blkio/blkio.throttle.io_service_bytes_recursive"), "254:0 Read 4096\n254:0 Write 8192\n254:0 Sync 0\n8:0 Read 1\nTotal 12289\n")
+	v1["memory"], v1["blkio"] = filepath.Join(dir, "memory"), filepath.Join(dir, "blkio")
+	f, err := readFigures(CgroupV1, v1)
+	want := figures{cpu: 1234567890, user: time.Second, system: 234567890, memoryPeak: 200 << 20, oomKills: 1, pidsPeak: 17, pidsLimitHits: 3, ioRead: 4097, ioWrite: 8192}
+	if err != nil || f != want {
+		t.Errorf("v1 figures %+v %v\nwant %+v", f, err, want)
+	}
+	write(t, filepath.Join(dir, "unified/memory.peak"), "104857600\n")
+	write(t, filepath.Join(dir, "unified/memory.events"), "low 0\nhigh 0\nmax 3\noom 1\noom_kill 0\n")
+	write(t, filepath.Join(dir, "unified/io.stat"), "254:0 rbytes=100 wbytes=200 rios=1 wios=2 dbytes=0 dios=0\n")
+	f, err = readFigures(CgroupV2, v2)
+	want = figures{cpu: 2500 * time.Millisecond, user: 2 * time.Second, system: 500 * time.Millisecond, memoryPeak: 100 << 20, ioRead: 100, ioWrite: 200}
+	if err != nil || f != want {
+		t.Errorf("v2 figures %+v %v\nwant %+v", f, err, want)
+	}
 	if _, err := cpuUsage(CgroupV2, map[string]string{"": filepath.Join(dir, "gone")}); err == nil {
 		t.Error("a removed cgroup should fail (the watch then stops)")
 	}
