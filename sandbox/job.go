@@ -362,4 +362,3 @@ func unmount(path string) error {
 	}
 	return nil
 }
-
