@@ -54,6 +54,7 @@ type jobSpec struct {
 	rootfs     string
 	storageDir string // host directory holding the job's tmpfs
 	initBinary string // host copy of the static binary that runs as the job's pid 1
+	devDir     string // host directory that is the job's /dev
 	cgroupPath string
 	hostIDBase uint32
 	limits     Limits
@@ -80,7 +81,7 @@ func allowedDevices() ([]*devices.Device, []*devices.Rule) {
 // configFor builds the libcontainer configuration of one job.
 func configFor(s jobSpec) *configs.Config {
 	const roFlags = unix.MS_NOEXEC | unix.MS_NOSUID | unix.MS_NODEV
-	devs, rules := allowedDevices()
+	_, rules := allowedDevices()
 	quota := int64(s.limits.CPUs * cfsPeriod)
 	noSwap := s.limits.Memory // memory+swap == memory: no swap
 	pids := s.limits.Pids
@@ -103,7 +104,6 @@ func configFor(s jobSpec) *configs.Config {
 		NoNewPrivileges: true,
 		NoNewKeyring:    true,
 		Networks:        []*configs.Network{{Type: "loopback", Address: "127.0.0.1/0", Gateway: "localhost"}},
-		Devices:         devs,
 		MaskPaths:       maskedPaths,
 		ReadonlyPaths:   readonlyPaths,
 		Seccomp:         s.seccomp,
@@ -122,11 +122,11 @@ func configFor(s jobSpec) *configs.Config {
 		},
 		Mounts: []*configs.Mount{
 			{Source: "proc", Destination: "/proc", Device: "proc", Flags: roFlags},
-			{Source: "tmpfs", Destination: "/dev", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k"},
+			// A read-only /dev the daemon made once: the allowed device nodes and the usual
+			// links, one bind instead of a tmpfs plus a bind per device (see hostdev.go).
+			{Source: s.devDir, Destination: "/dev", Device: "bind", Flags: unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NOEXEC},
 			{Source: "devpts", Destination: "/dev/pts", Device: "devpts", Flags: unix.MS_NOSUID | unix.MS_NOEXEC, Data: "newinstance,ptmxmode=0666,mode=0620"},
 			{Source: "shm", Destination: "/dev/shm", Device: "tmpfs", Flags: roFlags, Data: "mode=1777,size=" + strconv.FormatInt(s.limits.Storage, 10)},
-			{Source: "mqueue", Destination: "/dev/mqueue", Device: "mqueue", Flags: roFlags},
-			{Source: "sysfs", Destination: "/sys", Device: "sysfs", Flags: roFlags | unix.MS_RDONLY},
 			{Source: s.initBinary, Destination: jobinit.InitPath, Device: "bind", Flags: unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV},
 			// One tmpfs, made by the daemon, is the job's working directory and its /tmp.
 			{Source: s.storageDir, Destination: WorkDir, Device: "bind", Flags: unix.MS_BIND | unix.MS_NOSUID | unix.MS_NODEV},

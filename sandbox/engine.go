@@ -90,6 +90,7 @@ type Engine struct {
 	policy    Policy
 	initBin   string       // static copy of this binary, the jobs' pid 1
 	root      string       // the jobs' root: a read-only overlay of Options.Rootfs
+	devDir    string       // the jobs' /dev, read-only
 	ioDev     *blockDevice // the disk under the rootfs, which io limits throttle; nil: none
 	ioWeight  bool         // whether the host can weigh io (v1 needs BFQ)
 	stateRoot string       // libcontainer's state directory
@@ -145,7 +146,7 @@ func New(opts Options) (_ *Engine, retErr error) {
 	if e.runLock, err = lockRunDir(opts.RunDir); err != nil {
 		return nil, err
 	}
-	if e.initBin, e.root, err = hostMounts(opts.RunDir, opts.Rootfs); err != nil {
+	if e.initBin, e.root, e.devDir, err = hostMounts(opts.RunDir, opts.Rootfs); err != nil {
 		return nil, err
 	}
 	defer func() {

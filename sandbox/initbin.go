@@ -22,6 +22,7 @@ var ErrNotStatic = errors.New("the sandboxd binary must be statically linked (bu
 //	<run-dir>/init  a read-only tmpfs holding a copy of this binary (the jobs' pid 1)
 //	<run-dir>/root  a read-only overlay of the unpacked rootfs, its layers given as
 //	                /proc/self/fd paths so its options name no host path either
+//	<run-dir>/dev   a read-only tmpfs with the allowed device nodes (hostdev.go)
 const (
 	initMountDir = "init"
 	rootMountDir = "root"
@@ -30,24 +31,27 @@ const (
 
 // hostMounts makes the engine's own mounts and returns the init binary's and the job
 // root's paths. Stale ones of a killed daemon are replaced.
-func hostMounts(runDir, rootfs string) (initBin, root string, err error) {
+func hostMounts(runDir, rootfs string) (initBin, root, dev string, err error) {
 	initDir := filepath.Join(runDir, initMountDir)
 	root = filepath.Join(runDir, rootMountDir)
-	unmountHostMounts(runDir)
-	if initBin, err = installInit(initDir); err != nil {
-		return "", "", err
+	dev = filepath.Join(runDir, devMountDir)
+	_ = unmountHostMounts(runDir)
+	if initBin, err = installInit(initDir); err == nil {
+		if err = mountRoot(root, rootfs, filepath.Join(runDir, emptyDir)); err == nil {
+			err = mountDev(dev)
+		}
 	}
-	if err := mountRoot(root, rootfs, filepath.Join(runDir, emptyDir)); err != nil {
-		unmountHostMounts(runDir)
-		return "", "", err
+	if err != nil {
+		_ = unmountHostMounts(runDir)
+		return "", "", "", err
 	}
-	return initBin, root, nil
+	return initBin, root, dev, nil
 }
 
 // unmountHostMounts removes the engine's own mounts (at Close, or stale at start).
 func unmountHostMounts(runDir string) error {
 	var errs []error
-	for _, d := range []string{rootMountDir, initMountDir} {
+	for _, d := range []string{devMountDir, rootMountDir, initMountDir} {
 		errs = append(errs, unmount(filepath.Join(runDir, d)))
 	}
 	return errors.Join(errs...)

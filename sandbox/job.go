@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"sync"
 	"syscall"
 	"time"
 
@@ -67,6 +69,8 @@ type jobProc struct {
 
 // startProc makes the job's storage and container and starts its process.
 func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
+	t0 := time.Now()
+	defer func() { Phase("start-total", t0) }()
 	hostUID := e.opts.HostIDBase + JobUID
 	storage := filepath.Join(e.jobsRoot, s.id)
 	if err := os.Mkdir(storage, 0o700); err != nil {
@@ -89,7 +93,9 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 		}
 	}
 
+	Phase("storage", t0)
 	cfg := e.containerConfig(s.id, storage, s.lim)
+	Phase("config", t0)
 	env := jobEnv
 	if s.lease != nil {
 		grant, err := s.lease.Grant()
@@ -104,6 +110,11 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 		if err := grant.Apply(cfg, gpuDir); err != nil {
 			return nil, fmt.Errorf("GPU grant: %w", err)
 		}
+		// GPU jobs get the device nodes the grant adds (a /dev of their own, not the
+		// shared read-only one) and /sys, which CUDA and nvidia-smi read.
+		useOwnDev(cfg)
+		cfg.Mounts = append(cfg.Mounts, &configs.Mount{Source: "sysfs", Destination: "/sys", Device: "sysfs",
+			Flags: unix.MS_NOEXEC | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_RDONLY})
 		env = grant.Environ(jobEnv)
 	}
 	ctr, err := libcontainer.Create(e.stateRoot, s.id, cfg)
@@ -111,6 +122,7 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
 	undo.push(func() error { return destroy(ctr) })
+	Phase("created", t0)
 
 	// Pipes: our ends are closed by the undo stack; the job's ends right after start.
 	var pipes [8]*os.File
@@ -140,7 +152,9 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 			Init:       true,
 		},
 	}
+	Phase("pipes", t0)
 	err = ctr.Run(jp.proc)
+	Phase("run", t0)
 	for _, f := range []*os.File{stdinR, stdoutW, stderrW, statusW} {
 		f.Close()
 	}
@@ -187,7 +201,7 @@ func awaitReady(r *os.File) error {
 func (e *Engine) containerConfig(id, storage string, lim Limits) *configs.Config {
 	cfg := configFor(jobSpec{
 		id: id, rootfs: e.root, storageDir: storage, cgroupPath: e.place.jobPath(id),
-		hostIDBase: e.opts.HostIDBase, limits: lim, seccomp: e.opts.Seccomp, initBinary: e.initBin,
+		hostIDBase: e.opts.HostIDBase, limits: lim, seccomp: e.opts.Seccomp, initBinary: e.initBin, devDir: e.devDir,
 	})
 	applyIO(cfg.Cgroups.Resources, lim, e.ioDev)
 	return cfg
@@ -361,4 +375,26 @@ func unmount(path string) error {
 		return fmt.Errorf("unmount %s: %w", path, err)
 	}
 	return nil
+}
+
+var phMu sync.Mutex
+var phases = map[string][]time.Duration{}
+
+func Phase(name string, since time.Time) {
+	phMu.Lock()
+	phases[name] = append(phases[name], time.Since(since))
+	phMu.Unlock()
+}
+
+func PhaseReport() map[string]time.Duration {
+	phMu.Lock()
+	defer phMu.Unlock()
+	out := map[string]time.Duration{}
+	for k, v := range phases {
+		s := append([]time.Duration(nil), v...)
+		slices.Sort(s)
+		out[k] = s[len(s)/2]
+	}
+	phases = map[string][]time.Duration{}
+	return out
 }

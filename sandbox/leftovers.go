@@ -32,7 +32,10 @@ func (e *Engine) Leftovers() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	own := map[string]bool{filepath.Join(e.opts.RunDir, rootMountDir): true, filepath.Join(e.opts.RunDir, initMountDir): true}
+	own := map[string]bool{}
+	for _, d := range []string{rootMountDir, initMountDir, devMountDir} {
+		own[filepath.Join(e.opts.RunDir, d)] = true
+	}
 	for _, m := range mounts {
 		if !idle[filepath.Base(m)] && !own[m] {
 			out = append(out, m)

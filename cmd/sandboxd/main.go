@@ -17,12 +17,20 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/sandboxd/sandboxd/internal/daemon"
+	"github.com/sandboxd/sandboxd/sandbox"
 )
 
 // version is set at build time: -ldflags "-X main.version=…".
 var version = "dev"
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	// Before anything else: run from a sealed copy of this binary, so starting a
+	// container does not copy the binary each time (see sandbox.ReexecSealed).
+	if err := sandbox.ReexecSealed(); err != nil {
+		fmt.Fprintln(os.Stderr, "sandboxd: warning: running unsealed:", err)
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
 
 func run(args []string, stdout, stderr io.Writer) int {
 	// Signals first: a SIGTERM during the slow start still shuts down cleanly, and a

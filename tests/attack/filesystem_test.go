@@ -27,7 +27,7 @@ for d in ["/", "/usr", "/etc", "/bin", "/var/tmp", "/run", "/home", "/sys"] + gl
 		}},
 
 		// A walk of everything but /proc and /sys: the job's storage (its /work, also its
-		// /tmp), its private /dev/shm and its mqueue fs are the only writable places.
+		// /tmp) and its private /dev/shm are the only writable places.
 		{name: "writable only in job storage", code: `
 import os
 w = []
@@ -49,7 +49,7 @@ for p in ("/proc/sys/kernel/core_pattern", "/proc/sys/vm/drop_caches", "/proc/sy
     except OSError as e:
         print(p, "refused")
 `, limits: limits{"storage": "8MB"}, status: "ok",
-			stdout: "['/dev/mqueue', '/dev/shm', '/tmp', '/work']\n8388608 True\n" +
+			stdout: "['/dev/shm', '/tmp', '/work']\n8388608 True\n" +
 				"/proc/sys/kernel/core_pattern refused\n/proc/sys/vm/drop_caches refused\n/proc/sysrq-trigger refused\n" +
 				"/sys/kernel/mm/transparent_hugepage/enabled refused\n"},
 
