@@ -7,7 +7,7 @@
 # It installs
 #   $PREFIX/bin/sandboxd, $PREFIX/bin/sandboxctl        (PREFIX=/usr/local)
 #   $PREFIX/share/sandboxd/rootfs.tar.zst               the jobs' root filesystem
-#   $PREFIX/share/doc/sandboxd/operations.md
+#   $PREFIX/share/doc/sandboxd/README.md
 #   /etc/systemd/system/sandboxd.service, sandboxd.socket
 #   /etc/sandboxd/config.toml                           only if there is none yet
 # creates the group sandboxd (members may use the socket), checks the configuration
@@ -50,7 +50,7 @@ put_edited() { # mode src dst
 put 0755 "$BIN_DIR/sandboxd" "$PREFIX/bin/sandboxd"
 put 0755 "$BIN_DIR/sandboxctl" "$PREFIX/bin/sandboxctl"
 put 0644 "$ROOTFS" "$PREFIX/share/sandboxd/rootfs.tar.zst"
-put 0644 docs/operations.md "$PREFIX/share/doc/sandboxd/operations.md"
+put 0644 README.md "$PREFIX/share/doc/sandboxd/README.md"
 put_edited 0644 scripts/sandboxd.service "$UNIT_DIR/sandboxd.service"
 put_edited 0644 scripts/sandboxd.socket "$UNIT_DIR/sandboxd.socket"
 if [ -e "$DESTDIR$CONF" ]; then

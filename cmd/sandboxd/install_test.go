@@ -29,7 +29,7 @@ func TestInstallScript(t *testing.T) {
 	}
 	install()
 	for _, f := range []string{"opt/sbx/bin/sandboxd", "opt/sbx/bin/sandboxctl", "opt/sbx/share/sandboxd/rootfs.tar.zst",
-		"opt/sbx/share/doc/sandboxd/operations.md", "etc/systemd/system/sandboxd.service", "etc/systemd/system/sandboxd.socket",
+		"opt/sbx/share/doc/sandboxd/README.md", "etc/systemd/system/sandboxd.service", "etc/systemd/system/sandboxd.socket",
 		"etc/sandboxd/config.toml"} {
 		if _, err := os.Stat(filepath.Join(dest, f)); err != nil {
 			t.Errorf("not installed: %v", err)
