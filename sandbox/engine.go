@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer/configs"
+	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/gpu"
 )
@@ -234,7 +235,13 @@ func (e *Engine) removeJobsCgroups() {
 		return
 	}
 	for _, d := range dirs {
-		if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		err := os.Remove(d)
+		// A child cgroup removed a moment ago may keep its parent busy briefly.
+		for i := 0; errors.Is(err, unix.EBUSY) && i < 50; i++ {
+			time.Sleep(2 * time.Millisecond)
+			err = os.Remove(d)
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			e.opts.Logger.Warn("remove jobs cgroup", "dir", d, "err", err)
 		}
 	}
