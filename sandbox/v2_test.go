@@ -32,20 +32,25 @@ var v2Engines atomic.Int64
 
 // v2Engine starts a real engine and returns it with its delegated cgroup (the one the
 // daemon was started in) and the directory its jobs' cgroups go into.
-func v2Engine(t *testing.T) (e *sandbox.Engine, base, jobs string) {
+func v2Engine(t *testing.T) (e *sandbox.Engine, base string, at jobsAt) {
 	t.Helper()
 	if !cgroups.IsCgroup2UnifiedMode() {
 		t.Skip("needs a cgroup v2 (unified) hierarchy: `make test-vm` runs this in a VM")
 	}
 	name := fmt.Sprintf("v2test-%d-%d", os.Getpid(), v2Engines.Add(1))
-	e = testenv.Engine(t, sandbox.Options{CgroupName: name})
+	at.runDir = testenv.RunDir(t)
+	e = testenv.Engine(t, sandbox.Options{CgroupName: name, RunDir: at.runDir})
 	own := selfCgroup(t)
 	if path.Base(own) != "supervisor" {
 		t.Fatalf("the daemon is in %s, want a supervisor leaf of its delegated cgroup", own)
 	}
 	base = filepath.Join(cgroupRoot, path.Dir(own))
-	return e, base, filepath.Join(base, name)
+	at.cgroups = filepath.Join(base, name)
+	return e, base, at
 }
+
+// jobsAt is where an engine keeps its jobs: their storage and their cgroups.
+type jobsAt struct{ runDir, cgroups string }
 
 func selfCgroup(t *testing.T) string {
 	t.Helper()
@@ -71,44 +76,39 @@ func cgFile(t *testing.T, dir, name string) string {
 
 // running is a job started in the background, caught while it runs.
 type running struct {
-	id, cgroup string
+	id, cgroup string // the job's id, its container's cgroup
 	done       chan *sandbox.Result
 }
 
-// start runs req (which should sleep) and returns once the job's python runs.
-func start(t *testing.T, e *sandbox.Engine, jobs string, req sandbox.Request) *running {
+var marks atomic.Int64
+
+// start runs a job with lim that marks its storage once it runs (with its limits applied:
+// a warm container's are set when the job is handed over), then sleeps until killed. It
+// returns once the mark is there; the job's container (not the job's id on a warm one)
+// is the storage dir holding it.
+func start(t *testing.T, e *sandbox.Engine, at jobsAt, lim sandbox.Limits) *running {
 	t.Helper()
+	mark := fmt.Sprintf(".v2-running-%d", marks.Add(1))
+	code := fmt.Sprintf("open('/tmp/%s', 'w').close()\nimport time\ntime.sleep(120)", mark)
 	r := &running{done: make(chan *sandbox.Result, 1)}
 	go func() {
-		res, err := e.Run(context.Background(), req)
+		res, err := e.Run(context.Background(), sandbox.Request{Code: code, Limits: lim})
 		if err != nil {
 			t.Errorf("Run: %v", err)
 		}
 		r.done <- res
 	}()
+	t.Cleanup(func() { e.KillAll() }) // a test that failed half-way leaves no job running
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("the job's cgroup never got its processes")
+			t.Fatal("the job never ran")
 		}
-		if js := e.Jobs(); len(js) == 1 {
-			r.id, r.cgroup = js[0].ID, filepath.Join(jobs, js[0].ID)
-			if runsPython(r.cgroup) {
-				return r
-			}
-		}
-	}
-}
-
-// runsPython reports whether python3 runs in the cgroup: libcontainer joins the job's
-// init to its cgroup before it writes the limits, and lets it exec only after.
-func runsPython(cgroup string) bool {
-	b, _ := os.ReadFile(filepath.Join(cgroup, "cgroup.procs"))
-	for _, pid := range strings.Fields(string(b)) {
-		if comm, _ := os.ReadFile("/proc/" + pid + "/comm"); string(comm) == "python3\n" {
-			return true
+		found, _ := filepath.Glob(filepath.Join(at.runDir, "jobs", "*", mark))
+		if js := e.Jobs(); len(js) == 1 && len(found) == 1 {
+			r.id, r.cgroup = js[0].ID, filepath.Join(at.cgroups, filepath.Base(filepath.Dir(found[0])))
+			return r
 		}
 	}
-	return false
 }
 
 // end kills the job and returns its result.
@@ -129,13 +129,11 @@ func (r *running) end(t *testing.T, e *sandbox.Engine) *sandbox.Result {
 	return nil
 }
 
-const sleeper = "import time\ntime.sleep(120)"
-
 // The daemon moves itself into a leaf, its delegated cgroup holds no process and enables
 // the controllers jobs need, each limit is the cgroup file it should be, and once the
 // engine closes nothing but the leaf is left below the delegated cgroup.
 func TestV2Layout(t *testing.T) {
-	e, base, jobs := v2Engine(t)
+	e, base, at := v2Engine(t)
 	if procs := cgFile(t, base, "cgroup.procs"); procs != "" {
 		t.Errorf("delegated cgroup %s holds processes %q (no-internal-processes rule)", base, procs)
 	}
@@ -147,7 +145,7 @@ func TestV2Layout(t *testing.T) {
 	}
 	lim := sandbox.Limits{CPUs: 0.5, Memory: 100 << 20, Pids: 32, Timeout: time.Minute,
 		IOReadBPS: 2 << 20, IOWriteBPS: 1 << 20, IOReadIOPS: 100, IOWriteIOPS: 50, IOWeight: 200}
-	r := start(t, e, jobs, sandbox.Request{Code: sleeper, Limits: lim})
+	r := start(t, e, at, lim)
 	want := map[string]string{
 		"cpu.max":         "50000 100000",
 		"memory.max":      strconv.Itoa(100 << 20),
@@ -181,8 +179,8 @@ func TestV2Layout(t *testing.T) {
 			t.Errorf("left below the delegated cgroup: %s", ent.Name())
 		}
 	}
-	if _, err := os.Stat(jobs); err == nil {
-		t.Errorf("jobs cgroup %s still there after Close", jobs)
+	if _, err := os.Stat(at.cgroups); err == nil {
+		t.Errorf("jobs cgroup %s still there after Close", at.cgroups)
 	}
 }
 
@@ -247,11 +245,11 @@ print(time.process_time() - c0)`
 // job throttles that disk, and that io_write_bytes is read from the job's io.stat. Reads
 // by the job itself are TestIOReadThrottle.
 func TestV2IOWriteThrottle(t *testing.T) {
-	e, _, jobs := v2Engine(t)
+	e, _, at := v2Engine(t)
 	dir := stateDirOnRootfsDisk(t)
 	write := func(lim sandbox.Limits) (time.Duration, *sandbox.Result) {
 		lim.Timeout = time.Minute
-		r := start(t, e, jobs, sandbox.Request{Code: sleeper, Limits: lim})
+		r := start(t, e, at, lim)
 		fd, err := unix.Open(r.cgroup, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -311,11 +309,7 @@ func TestV2DaemonNeedsItsOwnCgroup(t *testing.T) {
 	}
 	defer other.Wait()
 	defer other.Process.Kill()
-	run, err := os.MkdirTemp("", "v2busy-") // not t.TempDir: jobs need o+x on every parent
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(run)
+	run := testenv.RunDir(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	d := exec.CommandContext(ctx, bin, "--rootfs", os.Getenv("SANDBOXD_ROOTFS"), "--state-dir", testState(),
