@@ -41,6 +41,7 @@ while (($#)); do
 done
 [[ -n $prepare || $# -gt 0 ]] || { echo "vmtest: no command (see --help)" >&2; exit 2; }
 log() { echo "vmtest: $*" >&2; }
+[[ $(id -u) == 0 ]] || { log "needs root (apt-get, and qemu reads all of / for the guest)"; exit 2; }
 cache=${VMTEST_CACHE:-/var/cache/sandboxd-vmtest}
 
 pkgs=()
@@ -70,7 +71,9 @@ if [[ ! -s $cache/initrd.cpio.gz ]]; then
   kpkg() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}'; }
   pkg=$(kpkg) || true
   [[ -n $pkg ]] || { apt-get update -qq >/dev/null; pkg=$(kpkg); }
-  (cd "$work" && apt-get download "$pkg" >/dev/null 2>&1)
+  # Stale package lists name a kernel the mirror no longer has: update and ask again.
+  (cd "$work" && apt-get download "$pkg" >/dev/null 2>&1) ||
+    { apt-get update -qq >/dev/null; pkg=$(kpkg); (cd "$work" && apt-get download "$pkg" >/dev/null); }
   dpkg -x "$work/$pkg"_*.deb "$work/k"
   kver=${pkg#linux-image-}
   depmod -b "$work/k" "$kver"
