@@ -70,6 +70,7 @@ journal | grep -q "job done.*job=$id" && ok "journalctl -u sandboxd has the job'
   fail "no 'job done' line for $id in the journal"
 
 step "systemctl reload applies a changed default"
+pid=$(systemctl show -P MainPID sandboxd)
 sed -i 's/^\[limits.default\]$/&\ntimeout = "7s"/' /etc/sandboxd/config.toml
 systemctl reload sandboxd || fail "systemctl reload"
 for _ in $(seq 50); do
@@ -78,7 +79,7 @@ for _ in $(seq 50); do
   sleep 0.2
 done
 [[ $ms == 7000 ]] && ok "default timeout 7 s after reload" || fail "default timeout_ms $ms after reload, want 7000"
-[[ $(systemctl show -P MainPID sandboxd) == $(pgrep -xo sandboxd) ]] || fail "reload restarted the daemon"
+[[ $(systemctl show -P MainPID sandboxd) == "$pid" ]] || fail "reload restarted the daemon"
 
 step "systemctl stop while a job runs: the job's result reaches its client"
 api /v1/execute '{"code": "import time; time.sleep(3); print(\"finished\")"}' >/tmp/stopjob &
