@@ -100,9 +100,12 @@ func (e *Engine) jobCgroupDirs() ([]string, error) {
 	return dirs, nil
 }
 
-// mountsUnder lists mount points at or below dir.
+// mountsUnder lists mount points at or below dir. It reads the calling thread's view:
+// libcontainer joins a container's mount namespace on a locked thread to open mount
+// sources, and when that thread is the main one Go keeps it (wedged, in that
+// namespace) rather than ending it, so /proc/self would show a dead container's mounts.
 func mountsUnder(dir string) ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	f, err := os.Open("/proc/thread-self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
