@@ -31,15 +31,11 @@ type figures struct {
 func readFigures(mode CgroupMode, paths map[string]string) (figures, error) {
 	var f figures
 	var err error
+	if f.cpu, f.user, f.system, err = cpuTimes(mode, paths); err != nil {
+		return f, err
+	}
 	if mode == CgroupV2 {
 		dir := paths[""]
-		var usec map[string]uint64
-		if usec, err = keyed(dir, "cpu.stat"); err != nil {
-			return f, err
-		}
-		f.cpu = time.Duration(usec["usage_usec"]) * time.Microsecond
-		f.user = time.Duration(usec["user_usec"]) * time.Microsecond
-		f.system = time.Duration(usec["system_usec"]) * time.Microsecond
 		if f.memoryPeak, err = absentZero(fscommon.GetCgroupParamUint(dir, "memory.peak")); err != nil {
 			return f, err
 		}
@@ -50,20 +46,6 @@ func readFigures(mode CgroupMode, paths map[string]string) (figures, error) {
 			return f, err
 		}
 	} else {
-		acct := paths["cpuacct"]
-		var ns uint64
-		if ns, err = fscommon.GetCgroupParamUint(acct, "cpuacct.usage"); err != nil {
-			return f, err
-		}
-		f.cpu = time.Duration(ns)
-		if ns, err = fscommon.GetCgroupParamUint(acct, "cpuacct.usage_user"); err != nil {
-			return f, err
-		}
-		f.user = time.Duration(ns)
-		if ns, err = fscommon.GetCgroupParamUint(acct, "cpuacct.usage_sys"); err != nil {
-			return f, err
-		}
-		f.system = time.Duration(ns)
 		mem := paths["memory"]
 		if f.memoryPeak, err = fscommon.GetCgroupParamUint(mem, "memory.max_usage_in_bytes"); err != nil {
 			return f, err
@@ -79,6 +61,25 @@ func readFigures(mode CgroupMode, paths map[string]string) (figures, error) {
 	}
 	f.pidsPeak, f.pidsLimitHits, err = pidsFigures(mode, paths)
 	return f, err
+}
+
+// cpuTimes is the CPU time the job's cgroup has used: in all, in user and in system mode.
+func cpuTimes(mode CgroupMode, paths map[string]string) (total, user, system time.Duration, err error) {
+	if mode == CgroupV2 {
+		usec, err := keyed(paths[""], "cpu.stat")
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		us := func(k string) time.Duration { return time.Duration(usec[k]) * time.Microsecond }
+		return us("usage_usec"), us("user_usec"), us("system_usec"), nil
+	}
+	var ns [3]uint64
+	for i, file := range []string{"cpuacct.usage", "cpuacct.usage_user", "cpuacct.usage_sys"} {
+		if ns[i], err = fscommon.GetCgroupParamUint(paths["cpuacct"], file); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	return time.Duration(ns[0]), time.Duration(ns[1]), time.Duration(ns[2]), nil
 }
 
 // cpuUsage is the CPU time the job's cgroup has used, all processes summed. It is read

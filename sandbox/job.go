@@ -65,6 +65,9 @@ type jobProc struct {
 	outDone, errDone chan struct{}
 	waited           chan struct{} // closed when the init has been reaped
 	state            *os.ProcessState
+	// CPU the cgroup had used before the job's code arrived (a warm container's start-up),
+	// which is not the job's: neither charged to its CPU-time limit nor in its figures.
+	cpuBase, userBase, sysBase time.Duration
 }
 
 // startProc makes the job's storage and container and starts its process.
@@ -223,7 +226,7 @@ func (e *Engine) runProc(id string, jp *jobProc, lim Limits, input []byte, res *
 	// process goes with it.
 	watchDone, cpuOver := make(chan struct{}), make(chan struct{})
 	defer close(watchDone)
-	go watchCPU(e.place.mode, jp.paths, lim, watchDone, cpuOver)
+	go watchCPU(e.place.mode, jp.paths, lim, jp.cpuBase, watchDone, cpuOver)
 	timer := time.NewTimer(lim.Timeout)
 	defer timer.Stop()
 	stop := stopNone
@@ -262,7 +265,7 @@ func (e *Engine) runProc(id string, jp *jobProc, lim Limits, input []byte, res *
 	res.Stderr, res.StderrTruncated = jp.errCap.buf.String(), jp.errCap.truncated
 
 	// Figures come from the job's cgroup, read before the cgroup is removed.
-	if err := e.account(jp.paths, res); err != nil {
+	if err := e.account(jp, res); err != nil {
 		return err
 	}
 	// How the command ended is what the job init reported; if the init itself was
@@ -321,11 +324,12 @@ func classify(stop stopReason, res *Result) Status {
 }
 
 // account fills the result's figures from the job's cgroup.
-func (e *Engine) account(paths map[string]string, res *Result) error {
-	f, err := readFigures(e.place.mode, paths)
+func (e *Engine) account(jp *jobProc, res *Result) error {
+	f, err := readFigures(e.place.mode, jp.paths)
 	if err != nil {
 		return fmt.Errorf("read the job's cgroup figures: %w", err)
 	}
+	f.cpu, f.user, f.system = f.cpu-jp.cpuBase, max(f.user-jp.userBase, 0), max(f.system-jp.sysBase, 0)
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	res.CPUMS, res.CPUUserMS, res.CPUSystemMS = ms(f.cpu), ms(f.user), ms(f.system)
 	res.MemoryPeak = int64(f.memoryPeak)
@@ -339,13 +343,14 @@ func (e *Engine) account(paths map[string]string, res *Result) error {
 // limit. It sleeps for as long as the job could not possibly reach it at its CPU
 // bandwidth, then looks again, so the kill lands within a few ms of CPU of the limit
 // while a sleeping job costs almost nothing to watch.
-func watchCPU(mode CgroupMode, paths map[string]string, lim Limits, done <-chan struct{}, over chan<- struct{}) {
+func watchCPU(mode CgroupMode, paths map[string]string, lim Limits, base time.Duration, done <-chan struct{}, over chan<- struct{}) {
 	rate := min(lim.CPUs, float64(runtime.NumCPU()))
 	for {
 		used, err := cpuUsage(mode, paths)
 		if err != nil {
 			return // the cgroup is gone: the job has ended
 		}
+		used -= base
 		if used >= lim.CPUTime {
 			close(over)
 			return
