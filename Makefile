@@ -23,8 +23,11 @@ build: deps
 rootfs: deps
 	@scripts/mkrootfs.sh $(ROOTFS)
 
+# On a cgroup v2 host the daemon needs a cgroup of its own, delegated (as systemd's
+# Delegate=yes gives): a terminal's is shared, so it runs in a transient scope.
+DELEGATE := $(shell [ -f /sys/fs/cgroup/cgroup.controllers ] && command -v systemd-run >/dev/null && echo systemd-run --scope --quiet -p Delegate=yes)
 run: build rootfs
-	bin/sandboxd --rootfs $(ROOTFS) --state-dir build/state $(ARGS)
+	$(DELEGATE) bin/sandboxd --rootfs $(ROOTFS) --state-dir build/state $(ARGS)
 
 # The tests run real jobs: they need root and the rootfs.
 test: build rootfs
