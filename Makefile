@@ -7,6 +7,7 @@ export CGO_ENABLED := 1
 # Static: the daemon binary doubles as each job's pid 1 inside the job's root filesystem.
 GOTAGS  := seccomp,netgo,osusergo
 GOBUILD := -tags=$(GOTAGS) -ldflags=-extldflags=-static
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 ROOTFS  ?= build/rootfs.tar.zst
 ARGS    ?=
 
@@ -17,8 +18,8 @@ deps:
 	@scripts/deps.sh
 
 build: deps
-	go build $(GOBUILD) -o bin/sandboxd ./cmd/sandboxd
-	go build -o bin/sandboxctl ./cmd/sandboxctl
+	go build -tags=$(GOTAGS) -ldflags="-extldflags=-static -X main.version=$(VERSION)" -o bin/sandboxd ./cmd/sandboxd
+	go build -ldflags="-X main.version=$(VERSION)" -o bin/sandboxctl ./cmd/sandboxctl
 
 rootfs: deps
 	@scripts/mkrootfs.sh $(ROOTFS)
