@@ -241,7 +241,7 @@ func (e *Engine) runProc(id string, jp *jobProc, lim Limits, input []byte, res *
 		}
 	}
 	if stop != stopNone {
-		if err := jp.ctr.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+		if err := signalKill(jp.ctr); err != nil {
 			return fmt.Errorf("kill job at its limit: %w", err)
 		}
 		<-jp.waited
@@ -367,10 +367,7 @@ func watchCPU(mode CgroupMode, paths map[string]string, lim Limits, base time.Du
 
 // destroy kills whatever is left of a container and removes its cgroup and state.
 func destroy(ctr *libcontainer.Container) error {
-	if err := ctr.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
-		// Still destroy: Destroy kills every process in the cgroup itself.
-		_ = err
-	}
+	_ = signalKill(ctr) // whatever it says, Destroy kills what is left in the cgroup
 	return ctr.Destroy()
 }
 
