@@ -376,7 +376,7 @@ func newJobID() string {
 // runJob runs one job and always returns a result; setup failures become internal_error.
 // teardown undoes what the job set up; the caller runs it once the result is out.
 func (e *Engine) runJob(id string, lim Limits, req Request, lease *gpu.Lease, wait time.Duration) (*Result, func()) {
-	res := &Result{ID: id, Limits: viewOf(lim), ExitCode: -1, GPUs: lease.UUIDs()}
+	res := &Result{ID: id, Limits: lim.View(), ExitCode: -1, GPUs: lease.UUIDs()}
 	log := e.opts.Logger.With("job", id)
 	job := JobInfo{ID: id, Started: time.Now(), QueueWait: wait, Limits: res.Limits, GPUs: res.GPUs}
 	e.reg.add(job)

@@ -22,9 +22,6 @@ type JobInfo struct {
 	GPUs      []string      `json:"gpus,omitempty"`
 }
 
-// View is how results and the admin API show limits.
-func (l Limits) View() LimitsView { return viewOf(l) }
-
 // Observer is told about every job that ran, once its cleanup is done; metrics hang off
 // it. cleanupErr is what undoing the job's setup failed at (cgroups, mounts), or nil.
 // It is called on the job's goroutine, so it must be quick.

@@ -60,7 +60,8 @@ type LimitsView struct {
 	IOWeight    int64   `json:"io_weight,omitempty"`
 }
 
-func viewOf(l Limits) LimitsView {
+// View is how results and the admin API show limits.
+func (l Limits) View() LimitsView {
 	return LimitsView{CPUs: l.CPUs, Memory: l.Memory, Storage: l.Storage, Pids: l.Pids, TimeoutMS: l.Timeout.Milliseconds(),
 		CPUTimeMS: l.CPUTime.Milliseconds(), OpenFiles: l.OpenFiles, FileSize: l.FileSize, Stack: l.Stack,
 		IOReadBPS: l.IOReadBPS, IOWriteBPS: l.IOWriteBPS, IOReadIOPS: l.IOReadIOPS, IOWriteIOPS: l.IOWriteIOPS, IOWeight: l.IOWeight}

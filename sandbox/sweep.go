@@ -97,7 +97,7 @@ func reap(root, id string) error {
 		// Unreadable or missing state: drop what there is; removeCgroup kills the rest.
 		return os.RemoveAll(filepath.Join(root, id))
 	}
-	if err := ctr.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+	if err := signalKill(ctr); err != nil {
 		return fmt.Errorf("kill leftover %s: %w", id, err)
 	}
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
