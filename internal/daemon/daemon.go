@@ -167,6 +167,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	case serveErr = <-errc:
 		d.log.Error("listener failed; stopping", "err", serveErr)
 	}
+	// Refuse new jobs before telling systemd (or anyone watching) that we stop.
+	gate.Drain()
 	notify(d.log, sd.SdNotifyStopping+"\nSTATUS=draining")
 	d.drain(engine, gate, time.Duration(d.config().ShutdownGrace))
 	// Every job's handler has its result now: let them write it, then close.
