@@ -7,8 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
-	"sync"
 	"syscall"
 	"time"
 
@@ -72,8 +70,6 @@ type jobProc struct {
 
 // startProc makes the job's storage and container and starts its process.
 func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
-	t0 := time.Now()
-	defer func() { Phase("start-total", t0) }()
 	hostUID := e.opts.HostIDBase + JobUID
 	storage := filepath.Join(e.jobsRoot, s.id)
 	if err := os.Mkdir(storage, 0o700); err != nil {
@@ -96,9 +92,7 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 		}
 	}
 
-	Phase("storage", t0)
 	cfg := e.containerConfig(s.id, storage, s.lim)
-	Phase("config", t0)
 	env := jobEnv
 	if s.lease != nil {
 		grant, err := s.lease.Grant()
@@ -125,7 +119,6 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
 	undo.push(func() error { return destroy(ctr) })
-	Phase("created", t0)
 
 	// Pipes: our ends are closed by the undo stack; the job's ends right after start.
 	var pipes [8]*os.File
@@ -155,9 +148,7 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 			Init:       true,
 		},
 	}
-	Phase("pipes", t0)
 	err = ctr.Run(jp.proc)
-	Phase("run", t0)
 	for _, f := range []*os.File{stdinR, stdoutW, stderrW, statusW} {
 		f.Close()
 	}
@@ -377,26 +368,4 @@ func unmount(path string) error {
 		return fmt.Errorf("unmount %s: %w", path, err)
 	}
 	return nil
-}
-
-var phMu sync.Mutex
-var phases = map[string][]time.Duration{}
-
-func Phase(name string, since time.Time) {
-	phMu.Lock()
-	phases[name] = append(phases[name], time.Since(since))
-	phMu.Unlock()
-}
-
-func PhaseReport() map[string]time.Duration {
-	phMu.Lock()
-	defer phMu.Unlock()
-	out := map[string]time.Duration{}
-	for k, v := range phases {
-		s := append([]time.Duration(nil), v...)
-		slices.Sort(s)
-		out[k] = s[len(s)/2]
-	}
-	phases = map[string][]time.Duration{}
-	return out
 }
