@@ -16,7 +16,17 @@ import (
 // daemon's jobs cgroup in every hierarchy. Tests and the admin status use it.
 func (e *Engine) Leftovers() ([]string, error) {
 	var out []string
-	idle := e.pool.ids() // warm containers waiting for a job are not leftovers
+	// Warm containers (idle, starting or being torn down) are not leftovers; the pool
+	// holds still while we look.
+	err := e.pool.scan(func(idle map[string]bool) (err error) {
+		out, err = e.leftovers(idle)
+		return err
+	})
+	return out, err
+}
+
+func (e *Engine) leftovers(idle map[string]bool) ([]string, error) {
+	var out []string
 	for _, dir := range []string{e.stateRoot, e.jobsRoot} {
 		ents, err := os.ReadDir(dir)
 		if err != nil {

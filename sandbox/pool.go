@@ -100,16 +100,21 @@ func (p *pool) add() error {
 	jp, err := p.e.startProc(procSpec{id: w.id, lim: lim}, &w.undo)
 	w.proc = jp
 	p.mu.Lock()
-	delete(p.pending, w.id)
 	keep := err == nil && !p.closed
 	if keep {
 		p.ready = append(p.ready, w)
+		delete(p.pending, w.id)
 	}
 	p.mu.Unlock()
-	if !keep {
-		return errors.Join(err, w.undo.run())
+	if keep {
+		return nil
 	}
-	return nil
+	// Pending until torn down: its directories are never seen as a leftover.
+	err = errors.Join(err, w.undo.run())
+	p.mu.Lock()
+	delete(p.pending, w.id)
+	p.mu.Unlock()
+	return err
 }
 
 // take hands out a warm container for a job of the pooled shape, or nil.
@@ -131,7 +136,13 @@ func (p *pool) take(lim Limits, lease *gpu.Lease) *warmProc {
 		default:
 		}
 		if stale {
-			go func() { _ = w.undo.run() }()
+			p.pending[w.id] = true // until torn down
+			go func() {
+				_ = w.undo.run()
+				p.mu.Lock()
+				delete(p.pending, w.id)
+				p.mu.Unlock()
+			}()
 			continue
 		}
 		return w
@@ -139,8 +150,10 @@ func (p *pool) take(lim Limits, lease *gpu.Lease) *warmProc {
 	return nil
 }
 
-// ids lists the idle containers and those being started, which are not leftovers.
-func (p *pool) ids() map[string]bool {
+// scan calls f with the ids of the idle containers and of those being started or torn
+// down, which are not leftovers. The set holds still while f runs: no container joins or
+// leaves the pool, so f can list directories without racing a refill.
+func (p *pool) scan(f func(ids map[string]bool) error) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := map[string]bool{}
@@ -150,7 +163,7 @@ func (p *pool) ids() map[string]bool {
 	for id := range p.pending {
 		out[id] = true
 	}
-	return out
+	return f(out)
 }
 
 // close stops refilling and destroys the idle containers.
