@@ -112,6 +112,13 @@ print(os.readlink("/proc/self/fd/1")[:5], os.readlink("/proc/self/fd/2")[:5])
 import socket, os
 print(socket.gethostname(), os.uname().nodename, open("/proc/sys/kernel/hostname").read().strip(), os.getcwd())
 `, status: "ok", stdout: "sandbox sandbox sandbox /work\n"},
+
+		// mmdebstrap copies the build host's resolv.conf and hostname into the image.
+		{name: "no build host identity in the rootfs", code: `
+import socket
+print(repr(open("/etc/resolv.conf").read()), open("/etc/hostname").read().strip())
+print(socket.gethostbyname(socket.gethostname()), socket.gethostbyname("localhost"))
+`, status: "ok", stdout: "'' sandbox\n127.0.0.1 127.0.0.1\n"},
 	}
 	runCases(t, cases)
 }
