@@ -25,9 +25,13 @@ type fakeEngine struct {
 	killed  []string
 	policy  sandbox.Policy
 	release chan struct{}
+	entered chan struct{} // if set, gets a value when Run is called
 }
 
 func (f *fakeEngine) Run(ctx context.Context, req sandbox.Request) (*sandbox.Result, error) {
+	if f.entered != nil {
+		f.entered <- struct{}{}
+	}
 	if f.release != nil {
 		<-f.release
 	}
@@ -102,14 +106,14 @@ func TestAdminStatusJobsKill(t *testing.T) {
 
 // Draining refuses new jobs with 503 on every front while running ones finish.
 func TestAdminDrainResume(t *testing.T) {
-	eng := &fakeEngine{policy: sandbox.DefaultPolicy(), release: make(chan struct{})}
+	eng := &fakeEngine{policy: sandbox.DefaultPolicy(), release: make(chan struct{}), entered: make(chan struct{}, 8)}
 	s, gate := adminServer(t, eng, nil)
 	running := make(chan int)
 	go func() {
 		code, _ := do(t, s, "POST", "/v1/execute", []byte(`{"code":"x"}`))
 		running <- code
 	}()
-	time.Sleep(50 * time.Millisecond) // let it reach the engine
+	<-eng.entered // it has reached the engine
 	if code, ans := do(t, s, "POST", "/v1/admin/drain", nil); code != 200 || ans["draining"] != true || !gate.Draining() {
 		t.Fatalf("drain: %d %v", code, ans)
 	}
