@@ -80,9 +80,9 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 		return nil, fmt.Errorf("mount job tmpfs: %w", err)
 	}
 	undo.push(func() error { return unmount(storage) })
-	args := []string{jobinit.InitPath, "python3", "-c", bootstrap}
+	args := []string{"python3", "-c", bootstrap}
 	if s.code != nil {
-		args = []string{jobinit.InitPath, "python3", "main.py"}
+		args = []string{"python3", "main.py"}
 		main := filepath.Join(storage, "main.py")
 		if err := os.WriteFile(main, s.code, 0o644); err != nil {
 			return nil, fmt.Errorf("write main.py: %w", err)
@@ -131,13 +131,22 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 		undo.push(func() error { r.Close(); w.Close(); return nil })
 	}
 	stdinR, stdinW, stdoutR, stdoutW, stderrR, stderrW, statusR, statusW := pipes[0], pipes[1], pipes[2], pipes[3], pipes[4], pipes[5], pipes[6], pipes[7]
+	// The job's init runs the command; with the compiled seccomp program it loads that
+	// first (the config then has none for libcontainer to compile).
+	extra := []*os.File{statusW} // jobinit.StatusFD
+	if e.seccompProg != nil {
+		args = append([]string{jobinit.InitPath, jobinit.SeccompArg}, args...)
+		extra = append(extra, e.seccompProg) // jobinit.SeccompFD
+	} else {
+		args = append([]string{jobinit.InitPath}, args...)
+	}
 	jp := &jobProc{
 		ctr: ctr, stdin: stdinW, statusR: statusR, stdoutR: stdoutR, stderrR: stderrR,
 		outCap: &capture{limit: e.opts.OutputLimit}, errCap: &capture{limit: e.opts.OutputLimit},
 		outDone: make(chan struct{}), errDone: make(chan struct{}), waited: make(chan struct{}),
 		proc: &libcontainer.Process{
 			Args:       args,
-			ExtraFiles: []*os.File{statusW},
+			ExtraFiles: extra,
 			Env:        env,
 			UID:        JobUID,
 			GID:        JobGID,
@@ -197,6 +206,9 @@ func (e *Engine) containerConfig(id, storage string, lim Limits) *configs.Config
 		id: id, rootfs: e.root, storageDir: storage, cgroupPath: e.place.jobPath(id),
 		hostIDBase: e.opts.HostIDBase, limits: lim, seccomp: e.opts.Seccomp, initBinary: e.initBin, devDir: e.devDir,
 	})
+	if e.seccompProg != nil {
+		cfg.Seccomp = nil // the job's init loads the compiled program instead
+	}
 	applyIO(cfg.Cgroups.Resources, lim, e.ioDev)
 	return cfg
 }
@@ -261,7 +273,9 @@ func (e *Engine) runProc(id string, jp *jobProc, lim Limits, input []byte, res *
 	}
 	// How the command ended is what the job init reported; if the init itself was
 	// killed (timeout), what killed it.
-	if code, sig, ok := readInitStatus(jp.statusR); ok {
+	if code, sig, ok, err := readInitStatus(jp.statusR); err != nil {
+		return err
+	} else if ok {
 		res.ExitCode, res.Signal = code, sig
 	} else if jp.state != nil {
 		if ws, ok := jp.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
@@ -272,20 +286,23 @@ func (e *Engine) runProc(id string, jp *jobProc, lim Limits, input []byte, res *
 	return nil
 }
 
-// readInitStatus parses the job init's one-line report ("exit N" or "signal N").
-func readInitStatus(r io.Reader) (code int, sig string, ok bool) {
+// readInitStatus parses the job init's one-line report: "exit N" or "signal N", or
+// "fail ERRNO" when it could not set up the job (its seccomp filter) and ran nothing.
+func readInitStatus(r io.Reader) (code int, sig string, ok bool, err error) {
 	var kind string
 	var n int
 	if _, err := fmt.Fscanf(r, "%s %d\n", &kind, &n); err != nil {
-		return -1, "", false
+		return -1, "", false, nil
 	}
 	switch kind {
 	case "exit":
-		return n, "", true
+		return n, "", true, nil
 	case "signal":
-		return -1, unix.SignalName(syscall.Signal(n)), true
+		return -1, unix.SignalName(syscall.Signal(n)), true, nil
+	case "fail":
+		return -1, "", false, fmt.Errorf("the job's init could not load its seccomp filter: %w", unix.Errno(n))
 	}
-	return -1, "", false
+	return -1, "", false, nil
 }
 
 // stopReason says why the daemon killed a job, if it did.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/cgroups"
+	"golang.org/x/sys/unix"
 )
 
 func write(t *testing.T, path, content string) {
@@ -222,13 +223,15 @@ func TestReadInitStatus(t *testing.T) {
 		code int
 		sig  string
 		ok   bool
+		err  error
 	}{
-		"exit 0\n": {0, "", true}, "exit 3\n": {3, "", true}, "signal 9\n": {-1, "SIGKILL", true},
-		"": {-1, "", false}, "garbage\n": {-1, "", false},
+		"exit 0\n": {0, "", true, nil}, "exit 3\n": {3, "", true, nil}, "signal 9\n": {-1, "SIGKILL", true, nil},
+		"": {-1, "", false, nil}, "garbage\n": {-1, "", false, nil},
+		"fail 22\n": {-1, "", false, unix.EINVAL},
 	} {
-		code, sig, ok := readInitStatus(strings.NewReader(in))
-		if code != want.code || sig != want.sig || ok != want.ok {
-			t.Errorf("%q: %d %q %v", in, code, sig, ok)
+		code, sig, ok, err := readInitStatus(strings.NewReader(in))
+		if code != want.code || sig != want.sig || ok != want.ok || !errors.Is(err, want.err) || (err == nil) != (want.err == nil) {
+			t.Errorf("%q: %d %q %v %v", in, code, sig, ok, err)
 		}
 	}
 }

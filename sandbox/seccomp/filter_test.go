@@ -18,12 +18,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/opencontainers/runc/libcontainer/configs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	libcontainerseccomp "github.com/opencontainers/runc/libcontainer/seccomp"
 	libseccomp "github.com/seccomp/libseccomp-golang"
 	"golang.org/x/sys/unix"
@@ -37,6 +40,9 @@ const (
 	// envErrno replaces EPERM as the refusal errno, so a test can tell the
 	// filter's refusal from the kernel's.
 	envErrno = "SANDBOXD_SECCOMP_TEST_ERRNO"
+	// envCompiled makes the loader load the program Compile made, with a bare
+	// prctl, as the job init does, instead of calling InitSeccomp.
+	envCompiled = "SANDBOXD_SECCOMP_TEST_COMPILED"
 
 	// markErrno is what no probe returns on its own.
 	markErrno = unix.EHWPOISON
@@ -86,6 +92,12 @@ func loadAndExec() {
 		}
 		markRefusals(p, uint(n))
 	}
+	var prog Program
+	if os.Getenv(envCompiled) != "" {
+		if prog, err = Compile(p); err != nil {
+			fail(err)
+		}
+	}
 	// libcontainer loads the filter with prctl(PR_SET_SECCOMP), without
 	// TSYNC: only this thread is filtered, and exec makes it the whole process.
 	runtime.LockOSThread()
@@ -93,7 +105,12 @@ func loadAndExec() {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		fail(err)
 	}
-	if _, err := libcontainerseccomp.InitSeccomp(p); err != nil {
+	if prog != nil {
+		fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+		if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&fprog)), 0, 0); err != nil {
+			fail(err)
+		}
+	} else if _, err := libcontainerseccomp.InitSeccomp(p); err != nil {
 		fail(err)
 	}
 	env := []string{envStage + "=probe"}
@@ -117,6 +134,11 @@ func markRefusals(p *configs.Seccomp, errno uint) {
 // filtered returns a command that runs argv under the profile, with
 // refusals returning errno instead of EPERM if errno is not 0.
 func filtered(ctx context.Context, t *testing.T, errno unix.Errno, argv ...string) *exec.Cmd {
+	return filteredBy(ctx, t, false, errno, argv...)
+}
+
+// filteredBy is filtered with the program from Compile if compiled.
+func filteredBy(ctx context.Context, t *testing.T, compiled bool, errno unix.Errno, argv ...string) *exec.Cmd {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
@@ -137,6 +159,9 @@ func filtered(ctx context.Context, t *testing.T, errno unix.Errno, argv ...strin
 	cmd.Env = append(os.Environ(), envStage+"=load", envExec+"="+string(encoded))
 	if errno != 0 {
 		cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", envErrno, errno))
+	}
+	if compiled {
+		cmd.Env = append(cmd.Env, envCompiled+"=1")
 	}
 	return cmd
 }
@@ -376,11 +401,11 @@ func x32Getpid() string {
 	return "hung"
 }
 
-func runProbes(t *testing.T, errno unix.Errno) map[string]string {
+func runProbes(t *testing.T, compiled bool, errno unix.Errno) map[string]string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := filtered(ctx, t, errno, "", "-test.run=^$")
+	cmd := filteredBy(ctx, t, compiled, errno, "", "-test.run=^$")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -399,10 +424,22 @@ func runProbes(t *testing.T, errno unix.Errno) map[string]string {
 // and with EPERM replaced by an errno the kernel never returns for these
 // calls, which shows that the refusal comes from the filter and not from
 // missing privileges.
+//
+// Both loaded by libcontainer (as runc's init would) and as the program that
+// Compile read back, loaded with a bare prctl (as the job init does): the
+// calls must give the same results either way.
 func TestFilterCallByCall(t *testing.T) {
 	requireSeccomp(t)
-	shipped := runProbes(t, 0)
-	marked := runProbes(t, markErrno)
+	for _, compiled := range []bool{false, true} {
+		t.Run(map[bool]string{false: "libcontainer", true: "compiled"}[compiled], func(t *testing.T) {
+			filterCallByCall(t, compiled)
+		})
+	}
+}
+
+func filterCallByCall(t *testing.T, compiled bool) {
+	shipped := runProbes(t, compiled, 0)
+	marked := runProbes(t, compiled, markErrno)
 	for _, p := range probes {
 		t.Run(p.name, func(t *testing.T) {
 			if got := shipped[p.name]; got != p.want {
@@ -447,5 +484,41 @@ func TestPythonUnderFilter(t *testing.T) {
 			}
 			t.Logf("%s took %v", script, time.Since(start).Round(time.Millisecond))
 		})
+	}
+}
+
+// Compile reads back exactly what libcontainer loads: the same program every
+// time, and a real one (hundreds of instructions for the shipped profile,
+// ending in a return).
+func TestCompile(t *testing.T) {
+	requireSeccomp(t)
+	p := mustProfile(t)
+	a, err := Compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Compile(mustProfile(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(a, b) {
+		t.Errorf("two compilations differ: %d and %d instructions", len(a), len(b))
+	}
+	const bpfRet = 0x06
+	if len(a) < len(p.Syscalls) || a[len(a)-1].Code&0x07 != bpfRet {
+		t.Errorf("%d instructions for %d rules, last %+v", len(a), len(p.Syscalls), a[len(a)-1])
+	}
+	if got := len(a.Bytes()); got != 8*len(a) {
+		t.Errorf("Bytes: %d bytes for %d instructions", got, len(a))
+	}
+	for _, bad := range []*configs.Seccomp{
+		nil,
+		{DefaultAction: configs.Allow, Flags: []specs.LinuxSeccompFlag{"SECCOMP_FILTER_FLAG_LOG"}},
+		{DefaultAction: configs.Allow, Syscalls: []*configs.Syscall{{Name: "getpid", Action: configs.Notify}}},
+		{DefaultAction: configs.Allow, Syscalls: []*configs.Syscall{{Name: "no_such_call_at_all", Action: configs.Errno}}, Architectures: []string{"no-such-arch"}},
+	} {
+		if _, err := Compile(bad); !errors.Is(err, ErrCompile) {
+			t.Errorf("Compile(%+v): %v, want ErrCompile", bad, err)
+		}
 	}
 }

@@ -370,6 +370,7 @@ func (d *daemon) idleWarm(id string) bool {
 		for _, pid := range strings.Fields(string(procs)) {
 			cmd, _ := os.ReadFile("/proc/" + pid + "/cmdline")
 			cmd = bytes.TrimPrefix(cmd, []byte("/dev/.sbx-init\x00"))
+			cmd = bytes.TrimPrefix(cmd, []byte("-s\x00")) // the init loads the seccomp filter
 			if !bytes.HasPrefix(cmd, []byte("python3\x00-c\x00")) {
 				return false
 			}
