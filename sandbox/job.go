@@ -57,12 +57,17 @@ type jobProc struct {
 	proc             *libcontainer.Process
 	paths            map[string]string // the job's cgroup per controller
 	stdin            *os.File          // write end; closed once the input is written
-	statusR          *os.File          // the init's report
 	stdoutR, stderrR *os.File
 	outCap, errCap   *capture
 	outDone, errDone chan struct{}
 	waited           chan struct{} // closed when the init has been reaped
 	state            *os.ProcessState
+	// reported is closed when the init has said how the command ended (report), or
+	// has died without saying (report.ok false): whichever comes first, the command is
+	// over. That is before the init's own exit and its pid namespace's teardown
+	// (~2 ms), which the answer need not wait for.
+	reported chan struct{}
+	report   initReport
 	// CPU the cgroup had used before the job's code arrived (a warm container's start-up),
 	// which is not the job's: neither charged to its CPU-time limit nor in its figures.
 	cpuBase, userBase, sysBase time.Duration
@@ -141,9 +146,9 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 		args = append([]string{jobinit.InitPath}, args...)
 	}
 	jp := &jobProc{
-		ctr: ctr, stdin: stdinW, statusR: statusR, stdoutR: stdoutR, stderrR: stderrR,
+		ctr: ctr, stdin: stdinW, stdoutR: stdoutR, stderrR: stderrR,
 		outCap: &capture{limit: e.opts.OutputLimit}, errCap: &capture{limit: e.opts.OutputLimit},
-		outDone: make(chan struct{}), errDone: make(chan struct{}), waited: make(chan struct{}),
+		outDone: make(chan struct{}), errDone: make(chan struct{}), waited: make(chan struct{}), reported: make(chan struct{}),
 		proc: &libcontainer.Process{
 			Args:       args,
 			ExtraFiles: extra,
@@ -176,6 +181,21 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 		jp.state, _ = jp.proc.Wait()
 		close(jp.waited)
 	}()
+	go func() {
+		jp.report = readInitStatus(statusR)
+		close(jp.reported)
+	}()
+	// A job may be answered before its init is reaped; the container is removed only
+	// after (a zombie keeps its cgroup busy). Killing first: on an error path the init
+	// may still be running.
+	undo.push(func() error {
+		_ = signalKill(ctr)
+		select {
+		case <-jp.waited:
+		case <-time.After(ioGrace):
+		}
+		return nil
+	})
 	st, err := ctr.State()
 	if err != nil {
 		return nil, fmt.Errorf("read container state: %w", err)
@@ -234,7 +254,7 @@ func (e *Engine) runProc(id string, jp *jobProc, lim Limits, input []byte, res *
 	defer timer.Stop()
 	stop := stopNone
 	select {
-	case <-jp.waited:
+	case <-jp.reported:
 	case <-timer.C:
 		stop = stopTimeout
 	case <-cpuOver:
@@ -272,12 +292,15 @@ func (e *Engine) runProc(id string, jp *jobProc, lim Limits, input []byte, res *
 		return err
 	}
 	// How the command ended is what the job init reported; if the init itself was
-	// killed (timeout), what killed it.
-	if code, sig, ok, err := readInitStatus(jp.statusR); err != nil {
-		return err
-	} else if ok {
-		res.ExitCode, res.Signal = code, sig
-	} else if jp.state != nil {
+	// killed (timeout, an admin's kill), what killed it.
+	<-jp.reported // at once: the init reported, or is dead
+	switch r := jp.report; {
+	case r.err != nil:
+		return r.err
+	case r.ok:
+		res.ExitCode, res.Signal = r.code, r.signal
+	default:
+		<-jp.waited // the init died without a report: it is reaped in a moment
 		if ws, ok := jp.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			res.Signal = unix.SignalName(ws.Signal())
 		}
@@ -286,23 +309,32 @@ func (e *Engine) runProc(id string, jp *jobProc, lim Limits, input []byte, res *
 	return nil
 }
 
-// readInitStatus parses the job init's one-line report: "exit N" or "signal N", or
-// "fail ERRNO" when it could not set up the job (its seccomp filter) and ran nothing.
-func readInitStatus(r io.Reader) (code int, sig string, ok bool, err error) {
+// initReport is what the job init said about how the command ended.
+type initReport struct {
+	code   int
+	signal string
+	ok     bool  // a report was read
+	err    error // the init could not set the job up and ran nothing
+}
+
+// readInitStatus reads the job init's one-line report, "exit N" or "signal N", or "fail
+// ERRNO" when it could not set up the job (its seccomp filter) and ran nothing. It
+// returns when the line is read or the init is gone.
+func readInitStatus(r io.Reader) initReport {
 	var kind string
 	var n int
 	if _, err := fmt.Fscanf(r, "%s %d\n", &kind, &n); err != nil {
-		return -1, "", false, nil
+		return initReport{code: -1}
 	}
 	switch kind {
 	case "exit":
-		return n, "", true, nil
+		return initReport{code: n, ok: true}
 	case "signal":
-		return -1, unix.SignalName(syscall.Signal(n)), true, nil
+		return initReport{code: -1, signal: unix.SignalName(syscall.Signal(n)), ok: true}
 	case "fail":
-		return -1, "", false, fmt.Errorf("the job's init could not load its seccomp filter: %w", unix.Errno(n))
+		return initReport{code: -1, err: fmt.Errorf("the job's init could not load its seccomp filter: %w", unix.Errno(n))}
 	}
-	return -1, "", false, nil
+	return initReport{code: -1}
 }
 
 // stopReason says why the daemon killed a job, if it did.

@@ -229,9 +229,9 @@ func TestReadInitStatus(t *testing.T) {
 		"": {-1, "", false, nil}, "garbage\n": {-1, "", false, nil},
 		"fail 22\n": {-1, "", false, unix.EINVAL},
 	} {
-		code, sig, ok, err := readInitStatus(strings.NewReader(in))
-		if code != want.code || sig != want.sig || ok != want.ok || !errors.Is(err, want.err) || (err == nil) != (want.err == nil) {
-			t.Errorf("%q: %d %q %v %v", in, code, sig, ok, err)
+		r := readInitStatus(strings.NewReader(in))
+		if r.code != want.code || r.signal != want.sig || r.ok != want.ok || !errors.Is(r.err, want.err) || (r.err == nil) != (want.err == nil) {
+			t.Errorf("%q: %+v", in, r)
 		}
 	}
 }

@@ -77,6 +77,11 @@ void sbx_jobinit(int argc, char **argv, char **envp) {
 		execvpe(cmd[0], cmd, envp);
 		_exit(127);
 	}
+	/* The job's stdio is the command's: without the init's copies, the daemon sees the
+	 * end of its output as soon as the last process of the job holding it is gone. */
+	close(0);
+	close(1);
+	close(2);
 	for (;;) {
 		pid_t p = waitpid(-1, &st, 0);
 		if (p < 0) {
