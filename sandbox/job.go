@@ -27,6 +27,8 @@ const ioGrace = 2 * time.Second
 // undo onto undo first.
 func (e *Engine) execute(id string, lim Limits, req Request, lease *gpu.Lease, res *Result, undo *cleanup) error {
 	if w := e.pool.take(lim, lease); w != nil {
+		// Last, once the container is gone: start its replacement.
+		undo.push(func() error { e.pool.kick(); return nil })
 		*undo = append(*undo, w.undo...)
 		res.Warm = true
 		if err := e.dispatch(w, lim); err != nil {
