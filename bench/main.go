@@ -258,6 +258,8 @@ func execute(c *http.Client, url string, warm bool) error {
 	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
 		return err
 	}
+	// Read to the end, so the connection is reused as any pooling HTTP client does.
+	_, _ = io.Copy(io.Discard, resp.Body)
 	if resp.StatusCode != 200 || r.Status != "ok" || r.Stdout != "hello\n" {
 		return fmt.Errorf("HTTP %d status %q stdout %q", resp.StatusCode, r.Status, r.Stdout)
 	}
