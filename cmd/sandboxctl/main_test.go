@@ -121,6 +121,13 @@ func TestCommands(t *testing.T) {
 
 	t.Run("drain and resume", func(t *testing.T) {
 		py := file(t, "p.py", "print('ran')")
+		// Earlier jobs hold their slots until their containers are removed: start from
+		// an idle daemon, so "1 running" below is the slow job.
+		for deadline := time.Now().Add(30 * time.Second); !strings.Contains(run("", "status").stdout, " 0 running (of"); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the daemon never became idle: %s", run("", "status").stdout)
+			}
+		}
 		slow := make(chan outcome, 1)
 		go func() {
 			slow <- ctl(t, sock, "", "run", file(t, "w.py", "import time\ntime.sleep(1.5)\nprint('finished')"))
