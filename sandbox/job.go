@@ -303,6 +303,9 @@ func (e *Engine) runProc(id string, jp *jobProc, lim Limits, input []byte, res *
 		res.ExitCode, res.Signal = r.code, r.signal
 	default:
 		<-jp.waited // the init died without a report: it is reaped in a moment
+		if jp.state == nil {
+			break
+		}
 		if ws, ok := jp.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			res.Signal = unix.SignalName(ws.Signal())
 		}
