@@ -70,8 +70,11 @@ type jobProc struct {
 	// (~2 ms), which the answer need not wait for.
 	reported chan struct{}
 	report   initReport
-	// CPU the cgroup had used before the job's code arrived (a warm container's start-up),
-	// which is not the job's: neither charged to its CPU-time limit nor in its figures.
+	// CPU the cgroup had used when the job's clock started: a warm container's start-up,
+	// a cold one's setup by runc's init. It is not the job's: neither charged to its
+	// CPU-time limit nor in its figures. Counted from the same moment as the wall clock,
+	// a job's CPU at 1 CPU never passes its wall time, so a busy loop with equal limits
+	// ends as a timeout, always.
 	cpuBase, userBase, sysBase time.Duration
 }
 
@@ -239,6 +242,10 @@ func (e *Engine) containerConfig(id, storage string, lim Limits) *configs.Config
 // res. The clock starts here: for a warm container, when the code is handed over.
 func (e *Engine) runProc(id string, jp *jobProc, lim Limits, input []byte, res *Result) error {
 	start := time.Now()
+	var err error
+	if jp.cpuBase, jp.userBase, jp.sysBase, err = cpuTimes(e.place.mode, jp.paths); err != nil {
+		return fmt.Errorf("read the container's CPU: %w", err)
+	}
 	e.reg.started(id, jp.ctr) // from here an admin's kill reaches it
 	go func() {
 		// A job that never reads its stdin ends with the write failing (EPIPE).

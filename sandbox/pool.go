@@ -192,11 +192,6 @@ func (p *pool) close() error {
 // dispatch gives a warm container the job's limits before the code is handed over: the
 // cgroup's resources, and the rlimits of the waiting python process.
 func (e *Engine) dispatch(w *warmProc, lim Limits) error {
-	jp := w.proc
-	var err error
-	if jp.cpuBase, jp.userBase, jp.sysBase, err = cpuTimes(e.place.mode, jp.paths); err != nil {
-		return fmt.Errorf("read warm container's CPU: %w", err)
-	}
 	if lim == w.lim {
 		return nil // the default limits, which it already has
 	}
