@@ -103,9 +103,14 @@ func (e *Engine) jobCgroupDirs() ([]string, error) {
 		}
 		dirs = append(dirs, filepath.Join(m.Mountpoint, rel, e.place.parent))
 	}
-	// Hybrid hosts: libcontainer also places jobs in the (controller-less) cgroup2 tree.
-	if p, ok := own[""]; ok {
-		dirs = append(dirs, filepath.Join(e.opts.CgroupMountpoint, "unified", p, e.place.parent))
+	// Hybrid hosts: libcontainer also places jobs in the (controller-less) cgroup2 tree,
+	// and there, unlike in the v1 hierarchies, not below the daemon's own cgroup: its
+	// path for that tree is the tree's root (cgroups.GetOwnCgroupPath("")). Look where
+	// it puts them, or a job whose state was lost leaves its node there for good.
+	if _, ok := own[""]; ok && cgroups.IsCgroup2HybridMode() {
+		if root, err := cgroups.GetOwnCgroupPath(""); err == nil {
+			dirs = append(dirs, filepath.Join(root, e.place.parent))
+		}
 	}
 	return dirs, nil
 }

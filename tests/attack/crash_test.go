@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // After a crash (SIGKILL) with a job running, the next daemon on the same run dir
@@ -75,6 +77,15 @@ func TestCrashRecovery(t *testing.T) {
 					t.Errorf("the crashed daemon's %s is still there: %v", id, where)
 				}
 			}
+			// On hybrid hosts libcontainer puts each job's node of the controller-less
+			// cgroup2 tree at that tree's root, not below the daemon's cgroup.
+			for id := range before {
+				if dir := hybridJobCgroup(id); dir != "" {
+					if _, err := os.Stat(dir); err == nil {
+						t.Errorf("the crashed daemon's %s left its cgroup2 node %s", id, dir)
+					}
+				}
+			}
 			noLeftovers(t, d2)
 			if r := d2.execute(t, "print('after')", nil); r.Status != "ok" {
 				t.Errorf("job after the restart:\n%s", r)
@@ -98,4 +109,15 @@ func alive(pids []string) []string {
 		}
 	}
 	return out
+}
+
+// hybridJobCgroup is where libcontainer puts job id's node of the cgroup2 tree on a
+// hybrid host (the tree's root, then the jobs cgroup), or "" on other hosts.
+func hybridJobCgroup(id string) string {
+	const unified = "/sys/fs/cgroup/unified"
+	var st unix.Statfs_t
+	if unix.Statfs(unified, &st) != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		return ""
+	}
+	return filepath.Join(unified, jobsCgroup, id)
 }
