@@ -397,22 +397,22 @@ func (e *Engine) account(jp *jobProc, res *Result) error {
 // while a sleeping job costs almost nothing to watch.
 func watchCPU(mode CgroupMode, paths map[string]string, lim Limits, base time.Duration, done <-chan struct{}, over chan<- struct{}) {
 	rate := min(lim.CPUs, float64(runtime.NumCPU()))
+	var used time.Duration // none yet: the job's clock has just started
 	for {
-		used, err := cpuUsage(mode, paths)
-		if err != nil {
-			return // the cgroup is gone: the job has ended
-		}
-		used -= base
-		if used >= lim.CPUTime {
-			close(over)
-			return
-		}
 		wait := time.Duration(float64(lim.CPUTime-used) / rate)
 		wait = min(max(wait, 2*time.Millisecond), 250*time.Millisecond)
 		select {
 		case <-done:
 			return
 		case <-time.After(wait):
+		}
+		total, err := cpuUsage(mode, paths)
+		if err != nil {
+			return // the cgroup is gone: the job has ended
+		}
+		if used = total - base; used >= lim.CPUTime {
+			close(over)
+			return
 		}
 	}
 }
