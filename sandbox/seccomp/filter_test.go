@@ -26,8 +26,8 @@ import (
 	"unsafe"
 
 	"github.com/opencontainers/runc/libcontainer/configs"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	libcontainerseccomp "github.com/opencontainers/runc/libcontainer/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	libseccomp "github.com/seccomp/libseccomp-golang"
 	"golang.org/x/sys/unix"
 )
