@@ -27,9 +27,9 @@ var (
 	engines    atomic.Int64
 )
 
-// Rootfs returns the unpacked test root filesystem, importing SANDBOXD_ROOTFS once into a
-// store that persists across runs (SANDBOXD_TEST_STATE, default /var/tmp/sandboxd-test).
-func Rootfs(t testing.TB) string {
+// Tarball returns the test rootfs tarball (SANDBOXD_ROOTFS), or skips the test, saying
+// why, unless it runs as root with SANDBOXD_ROOTFS set (make test sets it).
+func Tarball(t testing.TB) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: starts real containers")
@@ -38,11 +38,25 @@ func Rootfs(t testing.TB) string {
 	if tarball == "" {
 		t.Skip("SANDBOXD_ROOTFS is not set: run `make test`, which builds the rootfs")
 	}
+	return tarball
+}
+
+// StateDir is where tests keep state across runs: SANDBOXD_TEST_STATE, default
+// /var/tmp/sandboxd-test.
+func StateDir() string {
+	if state := os.Getenv("SANDBOXD_TEST_STATE"); state != "" {
+		return state
+	}
+	return "/var/tmp/sandboxd-test"
+}
+
+// Rootfs returns the unpacked test root filesystem, importing SANDBOXD_ROOTFS once into a
+// store that persists across runs (SANDBOXD_TEST_STATE, default /var/tmp/sandboxd-test).
+func Rootfs(t testing.TB) string {
+	t.Helper()
+	tarball := Tarball(t)
 	rootfsOnce.Do(func() {
-		state := os.Getenv("SANDBOXD_TEST_STATE")
-		if state == "" {
-			state = "/var/tmp/sandboxd-test"
-		}
+		state := StateDir()
 		if err := os.MkdirAll(state, 0o711); err != nil {
 			rootfsErr = err
 			return

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/internal/daemon"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 var daemons atomic.Int64
@@ -28,27 +29,11 @@ var daemons atomic.Int64
 // never be another test process's.
 func Config(t testing.TB, name string) daemon.Config {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: starts real containers")
-	}
-	tarball := os.Getenv("SANDBOXD_ROOTFS")
-	if tarball == "" {
-		t.Skip("SANDBOXD_ROOTFS is not set: run `make test`, which builds the rootfs")
-	}
-	state := os.Getenv("SANDBOXD_TEST_STATE")
-	if state == "" {
-		state = "/var/tmp/sandboxd-test"
-	}
+	tarball := testenv.Tarball(t)
 	cfg := daemon.Default()
-	cfg.StateDir = filepath.Join(state, "daemon-"+name)
-	// Not t.TempDir(): its parent is private (0700), and jobs' user-namespaced root must
-	// be able to search every directory down to the run dir's mounts.
-	run, err := os.MkdirTemp("", "sandboxd-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(run) }) // registered before Start's, so it runs after the daemon stops
-	cfg.RunDir = run
+	cfg.StateDir = filepath.Join(testenv.StateDir(), "daemon-"+name)
+	// Its cleanup is registered before Start's, so it runs after the daemon stops.
+	cfg.RunDir = testenv.RunDir(t)
 	cfg.Rootfs = tarball
 	cfg.Listen = []string{"unix:" + filepath.Join(cfg.RunDir, "sandboxd.sock")}
 	cfg.CgroupName = fmt.Sprintf("sandboxd-test-d%d-%d", os.Getpid(), daemons.Add(1))
