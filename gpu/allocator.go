@@ -25,6 +25,11 @@ type Request struct {
 	Wait time.Duration
 }
 
+// Wanted says whether the request asks for any GPU (the zero Request asks for none).
+func (r Request) Wanted() bool {
+	return r.Count > 0 || r.All || len(r.UUIDs) > 0 || len(r.Indices) > 0
+}
+
 func (r Request) validate() error {
 	n := 0
 	for _, set := range []bool{r.Count != 0, len(r.UUIDs) > 0, len(r.Indices) > 0, r.All} {

@@ -1,11 +1,15 @@
 package sandbox
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // bootstrap is what a pooled container's python runs while it waits: it reads
-// "<length>\n<code>" from stdin (byte-exact, with os.read, so what follows stays for the
-// job's own sys.stdin), writes the code to /work/main.py and runs it as python3 main.py
-// would: module __main__ with __file__, sys.argv ["main.py"], sys.path[0] "/work",
+// "<length>\n<main>\0<arg>\0<arg>..." from stdin (byte-exact, with os.read, so what
+// follows stays for the job's own sys.stdin), and runs /work/<main>, which the daemon
+// has written with the job's other files, as python3 <main> <args> would: module
+// __main__ with __file__, sys.argv [main, args...], sys.path[0] its directory,
 // tracebacks and SyntaxErrors naming main.py without a frame of the bootstrap, exit code
 // 1 for an uncaught exception, SystemExit's codes and messages, KeyboardInterrupt's
 // SIGINT. It imports nothing python's start-up had not.
@@ -14,7 +18,7 @@ import "strconv"
 // atexit handlers, flush the standard streams, clear __main__ (so __del__ methods run),
 // collect garbage, flush again — and skips only the teardown of the interpreter's own
 // modules, which nothing outside the process can see and which costs ~3 ms.
-const bootstrap = `import os, sys
+const pythonBootstrap = `import os, sys
 os.write(2, b"\0sbx-ready\n")
 def _sbx_read():
     head = b""
@@ -38,18 +42,19 @@ def _sbx_flush():
         except Exception:
             pass
 def _sbx_run():
-    code = _sbx_read()
-    with open("/work/main.py", "wb") as f:
-        f.write(code)
+    argv = _sbx_read().decode("utf-8", "surrogateescape").split("\0")
+    path = "/work/" + argv[0]
+    with open(path, "rb") as f:
+        code = f.read()
     main = type(sys)("__main__")
-    main.__file__ = "/work/main.py"
+    main.__file__ = path
     main.__cached__ = None
     main.__builtins__ = __builtins__
     sys.modules["__main__"] = main
-    sys.argv[:] = ["main.py"]
-    sys.path[0] = "/work"
+    sys.argv[:] = argv
+    sys.path[0] = os.path.dirname(path)
     try:
-        exec(compile(code, "/work/main.py", "exec", dont_inherit=True), main.__dict__)
+        exec(compile(code, path, "exec", dont_inherit=True), main.__dict__)
     except SystemExit as e:
         c = e.code
         if c is None:
@@ -89,11 +94,43 @@ _sbx_exit(*_sbx_run())
 // for code; the daemon reads it before it captures the job's output, so no job sees it.
 const readyMarker = "\x00sbx-ready\n"
 
-// bootstrapInput is what a pooled container reads on stdin: the code, then the job's stdin.
-func bootstrapInput(req Request) []byte {
-	head := strconv.Itoa(len(req.Code)) + "\n"
-	in := make([]byte, 0, len(head)+len(req.Code)+len(req.Stdin))
+// nodeBootstrap is what a pooled container's node runs while it waits: it reads the
+// same header as the python one with fs.readSync on fd 0 (so the rest of stdin stays for
+// process.stdin), sets process.argv as node <main> <args> would and runs the main file
+// with Module.runMain, which is what node itself does for a script.
+const nodeBootstrap = `"use strict";
+const fs = require("fs");
+fs.writeSync(2, "\0sbx-ready\n");
+function read(n) {
+  const b = Buffer.alloc(n);
+  for (let o = 0; o < n; ) {
+    let r;
+    try { r = fs.readSync(0, b, o, n - o, null); } catch (e) { if (e.code === "EAGAIN") continue; throw e; }
+    if (r === 0) process.exit(0);
+    o += r;
+  }
+  return b;
+}
+let head = "";
+for (;;) { const c = read(1)[0]; if (c === 10) break; head += String.fromCharCode(c); }
+const argv = read(parseInt(head, 10)).toString("utf8").split("\0");
+process.argv = [process.execPath, "/work/" + argv[0], ...argv.slice(1)];
+require("module").runMain();
+`
+
+// bootstraps are the warm bootstraps by name: the argv a pooled container starts with.
+var bootstraps = map[string][]string{
+	"python": {"python3", "-c", pythonBootstrap},
+	"node":   {"node", "-e", nodeBootstrap},
+}
+
+// bootstrapInput is what a pooled container reads on stdin: its header (the main
+// file and args), then the job's stdin.
+func bootstrapInput(main string, args []string, stdin []byte) []byte {
+	argv := strings.Join(append([]string{main}, args...), "\x00")
+	head := strconv.Itoa(len(argv)) + "\n"
+	in := make([]byte, 0, len(head)+len(argv)+len(stdin))
 	in = append(in, head...)
-	in = append(in, req.Code...)
-	return append(in, req.Stdin...)
+	in = append(in, argv...)
+	return append(in, stdin...)
 }

@@ -24,15 +24,13 @@ const (
 	cfsPeriod = 100_000 // µs
 )
 
-// jobEnv is the whole environment of a job: nothing of the daemon's leaks in.
+// jobEnv is the fixed environment of every job, to which its runtime's and the
+// request's are added: nothing of the daemon's leaks in.
 var jobEnv = []string{
 	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 	"HOME=" + WorkDir,
 	"LANG=C.UTF-8",
 	"TMPDIR=/tmp",
-	// Output printed before a timeout or a kill still reaches the result.
-	"PYTHONUNBUFFERED=1",
-	"PYTHONDONTWRITEBYTECODE=1",
 }
 
 // Paths runc masks or makes read-only by default (runtime-spec's defaults); libcontainer

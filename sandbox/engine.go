@@ -4,6 +4,8 @@ package sandbox
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -26,8 +28,15 @@ type Options struct {
 	// RunDir holds per-job runtime state: container state and storage mounts.
 	// It should be on a tmpfs (/run/sandboxd) so a reboot clears it.
 	RunDir string
-	// Rootfs is the unpacked root filesystem jobs see read-only.
+	// Rootfs is the unpacked root filesystem of runtimes whose Image is "" (the
+	// default runtime's); Images are the others', by name. Jobs see them read-only.
 	Rootfs string
+	Images map[string]string
+	// Runtimes are what the engine runs (nil: DefaultRuntime, Python on Rootfs). A
+	// runtime whose image is missing, or lacks its commands, is left out with a warning.
+	Runtimes []Runtime
+	// Caps bound files, args, env, tests and collected files (zero: DefaultRequestCaps).
+	Caps RequestCaps
 	// Policy is the default and maximum of every limit.
 	Policy Policy
 	// OutputLimit caps each of stdout and stderr (bytes kept; the rest is dropped).
@@ -40,8 +49,10 @@ type Options struct {
 	// Seccomp is the filter every job runs under (nil runs without one: tests only).
 	Seccomp *configs.Seccomp
 	// PoolSize is how many containers are kept started ahead of time, python waiting for
-	// code, for jobs of the default shape; 0 disables the pool.
-	PoolSize int
+	// code, for jobs of the default shape; 0 disables the pool. PoolSizes sets it per
+	// runtime (by name) for runtimes with a bootstrap, python's included.
+	PoolSize  int
+	PoolSizes map[string]int
 	// GPUs leases GPUs to jobs that ask for them; nil means the host has none.
 	GPUs *gpu.Allocator
 	// Observer, if set, is told about every job that ran (see registry.go).
@@ -76,6 +87,12 @@ func (o *Options) setDefaults() {
 	if o.Policy == (Policy{}) {
 		o.Policy = DefaultPolicy()
 	}
+	if o.Caps == (RequestCaps{}) {
+		o.Caps = DefaultRequestCaps
+	}
+	if o.Runtimes == nil {
+		o.Runtimes = []Runtime{DefaultRuntime()}
+	}
 }
 
 // Engine runs jobs. It is safe for concurrent use; all per-job state lives in Run.
@@ -90,7 +107,7 @@ type Engine struct {
 	jobs      sync.WaitGroup
 	policy    Policy
 	initBin   string       // static copy of this binary, the jobs' pid 1
-	root      string       // the jobs' root: a read-only overlay of Options.Rootfs
+	roots     map[string]string // the jobs' roots by image name: read-only overlays of the images
 	devDir    string       // the jobs' /dev, read-only
 	ioDev     *blockDevice // the disk under the rootfs, which io limits throttle; nil: none
 	ioWeight  bool         // whether the host can weigh io (v1 needs BFQ)
@@ -101,23 +118,9 @@ type Engine struct {
 	// libcontainer compiles it in every container, or there is no profile).
 	seccompProg *os.File
 
-	reg  registry // jobs holding a slot, for listing and killing
-	pool *pool    // warm containers
-}
-
-// Request is one job to run.
-type Request struct {
-	Language string // "python" (the default when empty)
-	Code     string
-	Stdin    []byte
-	Limits   Limits // zero fields take the policy's defaults
-	// GPUs selects GPUs for the job (zero value: none). Leases are exclusive; a request
-	// that cannot be met fails at once, or after GPUs.Wait if it sets one.
-	GPUs gpu.Request
-}
-
-func (r Request) wantsGPUs() bool {
-	return r.GPUs.Count > 0 || r.GPUs.All || len(r.GPUs.UUIDs) > 0 || len(r.GPUs.Indices) > 0
+	runtimes runtimeSet
+	reg      registry         // jobs holding a slot, for listing and killing
+	pools    map[string]*pool // warm containers, by runtime name
 }
 
 // New prepares an engine: it checks the rootfs, places job cgroups below the daemon's
@@ -127,10 +130,22 @@ func New(opts Options) (_ *Engine, retErr error) {
 	if err := opts.Policy.Validate(); err != nil {
 		return nil, err
 	}
-	if fi, err := os.Stat(filepath.Join(opts.Rootfs, "usr/bin/python3")); err != nil || fi.IsDir() {
-		return nil, fmt.Errorf("rootfs %s has no usr/bin/python3: %w", opts.Rootfs, err)
+	images := maps.Clone(opts.Images)
+	if images == nil {
+		images = map[string]string{}
 	}
-	var err error
+	if opts.Rootfs != "" {
+		images[""] = opts.Rootfs
+	}
+	rts, err := usableRuntimes(opts.Runtimes, images, opts.Logger)
+	if err != nil {
+		return nil, err
+	}
+	for _, rt := range rts.list {
+		if err := opts.Policy.ForRuntime(rt).Validate(); err != nil {
+			return nil, fmt.Errorf("runtime %s: %w", rt.Name, err)
+		}
+	}
 	e := &Engine{
 		opts:      opts,
 		policy:    opts.Policy,
@@ -150,7 +165,8 @@ func New(opts Options) (_ *Engine, retErr error) {
 	if e.runLock, err = lockRunDir(opts.RunDir); err != nil {
 		return nil, err
 	}
-	if e.initBin, e.root, e.devDir, err = hostMounts(opts.RunDir, opts.Rootfs); err != nil {
+	e.runtimes = rts
+	if e.initBin, e.roots, e.devDir, err = hostMounts(opts.RunDir, usedImages(rts, images)); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -158,7 +174,7 @@ func New(opts Options) (_ *Engine, retErr error) {
 			_ = unmountHostMounts(opts.RunDir)
 		}
 	}()
-	if dev, err := blockDeviceOf(opts.Rootfs, "/sys"); err == nil {
+	if dev, err := blockDeviceOf(e.anyImage(images), "/sys"); err == nil {
 		e.ioDev = &dev
 	} else {
 		opts.Logger.Info("io limits unavailable", "reason", err)
@@ -186,8 +202,72 @@ func New(opts Options) (_ *Engine, retErr error) {
 			opts.Logger.Debug("seccomp profile compiled", "instructions", n)
 		}
 	}
-	e.pool = newPool(e, opts.PoolSize)
+	e.pools = map[string]*pool{}
+	for _, rt := range rts.list {
+		size, ok := opts.PoolSizes[rt.Name]
+		if !ok && rt.Name == "python" {
+			size = opts.PoolSize
+		}
+		if rt.Bootstrap != "" && size > 0 {
+			e.pools[rt.Name] = newPool(e, rt, size)
+		}
+	}
 	return e, nil
+}
+
+// usableRuntimes is the runtimes whose image is there and holds their commands.
+func usableRuntimes(all []Runtime, images map[string]string, log *slog.Logger) (runtimeSet, error) {
+	var ok []Runtime
+	for _, rt := range all {
+		tree, have := images[rt.Image]
+		if !have {
+			log.Warn("runtime left out: its image is not installed", "runtime", rt.Name, "image", rt.Image)
+			continue
+		}
+		if missing := missingCommand(tree, rt, jobEnv); missing != "" {
+			log.Warn("runtime left out: its image lacks a command", "runtime", rt.Name, "image", rt.Image, "command", missing)
+			continue
+		}
+		ok = append(ok, rt)
+	}
+	if len(ok) == 0 {
+		return runtimeSet{}, errors.New("no runtime can run: no image holds the commands of any (is the rootfs or images dir right?)")
+	}
+	return newRuntimeSet(ok)
+}
+
+// usedImages are the images some runtime runs on.
+func usedImages(rts runtimeSet, images map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, rt := range rts.list {
+		out[rt.Image] = images[rt.Image]
+	}
+	return out
+}
+
+// anyImage is an image's tree on the disk that io limits throttle: the default
+// image's, else the first by name.
+func (e *Engine) anyImage(images map[string]string) string {
+	if t, ok := images[""]; ok {
+		return t
+	}
+	return images[slices.Sorted(maps.Keys(images))[0]]
+}
+
+// Runtimes lists what the engine runs, by name, with each one's limits in force.
+func (e *Engine) Runtimes() []RuntimeInfo {
+	pol := e.Policy()
+	out := make([]RuntimeInfo, 0, len(e.runtimes.list))
+	for _, rt := range e.runtimes.list {
+		rp := pol.ForRuntime(rt)
+		info := RuntimeInfo{Name: rt.Name, Version: rt.Version, Aliases: rt.Aliases, Compiled: rt.Compiled(),
+			Warm: e.pools[rt.Name] != nil, Limits: rp.Default, MaxLimits: rp.Max}
+		if rt.Compiled() {
+			info.CompileLimits, _ = pol.compileLimits(rt, rp.Default, Limits{})
+		}
+		out = append(out, info)
+	}
+	return out
 }
 
 // CgroupMode reports the cgroup hierarchy jobs are placed in.
@@ -223,8 +303,10 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
 	e.closed = true
 	e.mu.Unlock()
-	if err := e.pool.close(); err != nil {
-		e.opts.Logger.Warn("destroy warm containers", "err", err)
+	for _, p := range e.pools {
+		if err := p.close(); err != nil {
+			e.opts.Logger.Warn("destroy warm containers", "runtime", p.rt.Name, "err", err)
+		}
 	}
 	done := make(chan struct{})
 	go func() { e.jobs.Wait(); close(done) }()
@@ -262,50 +344,6 @@ func (e *Engine) removeJobsCgroups() {
 	}
 }
 
-// Run validates req, waits for a slot (bounded by the queue size and ctx) and runs
-// the job. A non-nil error means the job did not run: the request was invalid, the
-// daemon is busy or closing, or ctx ended while queued. Failures once a job has
-// started are reported in the Result as internal_error.
-func (e *Engine) Run(ctx context.Context, req Request) (*Result, error) {
-	if req.Language != "" && req.Language != "python" {
-		return nil, fmt.Errorf("%w: %q (supported: python)", ErrUnsupportedLanguage, req.Language)
-	}
-	lim, err := e.Policy().Resolve(req.Limits)
-	if err != nil {
-		return nil, err
-	}
-	if err := e.checkIO(lim); err != nil {
-		return nil, err
-	}
-	queued := time.Now()
-	if err := e.acquire(ctx); err != nil {
-		return nil, err
-	}
-	wait := time.Since(queued)
-	id := newJobID()
-	var lease *gpu.Lease
-	if req.wantsGPUs() {
-		if e.opts.GPUs == nil {
-			e.release()
-			return nil, fmt.Errorf("%w: this host has no GPUs", gpu.ErrNoGPUs)
-		}
-		if lease, err = e.opts.GPUs.Acquire(ctx, id, req.GPUs); err != nil {
-			e.release()
-			return nil, err
-		}
-	}
-	res, teardown := e.runJob(id, lim, req, lease, wait)
-	// The job's processes are all gone by now (its pid namespace ended with its init),
-	// so the answer need not wait for the container, cgroup and mount to be removed.
-	// The slot and the GPUs stay taken until they are; Close and Settle wait for it.
-	go func() {
-		teardown()
-		lease.Release()
-		e.release()
-	}()
-	return res, nil
-}
-
 // Settle waits until every finished job's container, cgroup and storage are removed
 // (teardown runs just after a job's result is returned).
 func (e *Engine) Settle() {
@@ -318,51 +356,6 @@ func (e *Engine) Settle() {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-}
-
-func (e *Engine) acquire(ctx context.Context) error {
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return ErrClosed
-	}
-	select {
-	case e.slots <- struct{}{}:
-		e.running++
-		e.jobs.Add(1)
-		e.mu.Unlock()
-		return nil
-	default:
-	}
-	if e.queued >= e.opts.MaxQueue {
-		e.mu.Unlock()
-		return ErrBusy
-	}
-	e.queued++
-	e.jobs.Add(1) // a queued job holds Close too: it will run or give up soon
-	e.mu.Unlock()
-	select {
-	case e.slots <- struct{}{}:
-		e.mu.Lock()
-		e.queued--
-		e.running++
-		e.mu.Unlock()
-		return nil
-	case <-ctx.Done():
-		e.mu.Lock()
-		e.queued--
-		e.mu.Unlock()
-		e.jobs.Done()
-		return ctx.Err()
-	}
-}
-
-func (e *Engine) release() {
-	<-e.slots
-	e.mu.Lock()
-	e.running--
-	e.mu.Unlock()
-	e.jobs.Done()
 }
 
 // checkIO refuses io limits the host cannot apply, rather than ignoring them.
@@ -386,31 +379,6 @@ func newJobID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return "sbx-" + hex.EncodeToString(b[:])
-}
-
-// runJob runs one job and always returns a result; setup failures become internal_error.
-// teardown undoes what the job set up; the caller runs it once the result is out.
-func (e *Engine) runJob(id string, lim Limits, req Request, lease *gpu.Lease, wait time.Duration) (*Result, func()) {
-	res := &Result{ID: id, Limits: lim.View(), ExitCode: -1, GPUs: lease.UUIDs()}
-	log := e.opts.Logger.With("job", id)
-	job := JobInfo{ID: id, Started: time.Now(), QueueWait: wait, Limits: res.Limits, GPUs: res.GPUs}
-	e.reg.add(job)
-	var undo cleanup
-	if err := e.execute(id, lim, req, lease, res, &undo); err != nil {
-		log.Error("job failed to run", "err", err)
-		res.Status = StatusInternalError
-		res.Error = "the sandbox failed to run the job"
-	}
-	e.reg.remove(id) // no longer running
-	return res, func() {
-		err := undo.run()
-		if err != nil {
-			log.Error("job cleanup failed", "err", err)
-		}
-		if e.opts.Observer != nil {
-			e.opts.Observer.JobDone(job, res, err)
-		}
-	}
 }
 
 // cleanup is a stack of undo steps, run in reverse order; it keeps going past failures.

@@ -189,7 +189,10 @@ func TestRefusals(t *testing.T) {
 			t.Errorf("%+v: error %v, want a field error on %s", c.req.Limits, err, c.field)
 		}
 	}
-	if _, err := e.Run(context.Background(), sandbox.Request{Language: "cobol"}); err == nil || !strings.Contains(err.Error(), "unsupported") {
+	// An unknown language names the field and lists what there is.
+	_, err := e.Run(context.Background(), sandbox.Request{Language: "cobol"})
+	var fe *sandbox.FieldError
+	if !asField(err, &fe) || fe.Field != "language" || !strings.Contains(err.Error(), "python") {
 		t.Errorf("cobol: %v", err)
 	}
 }

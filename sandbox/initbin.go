@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,41 +21,93 @@ var ErrNotStatic = errors.New("the sandboxd binary must be statically linked (bu
 // jobs mount from the host sits on filesystems of its own, mounted once per engine:
 //
 //	<run-dir>/init  a read-only tmpfs holding a copy of this binary (the jobs' pid 1)
-//	<run-dir>/root  a read-only overlay of the unpacked rootfs, its layers given as
-//	                /proc/self/fd paths so its options name no host path either
+//	<run-dir>/root  a read-only overlay of the unpacked default image (Options.Rootfs),
+//	                its layers given as /proc/self/fd paths so its options name no host
+//	                path either
+//	<run-dir>/roots/<image>  the same, of each other image a runtime runs on
 //	<run-dir>/dev   a read-only tmpfs with the allowed device nodes (hostdev.go)
 const (
 	initMountDir = "init"
 	rootMountDir = "root"
+	rootsDir     = "roots"
 	emptyDir     = "empty" // overlay needs two lower layers without an upper one
 )
 
-// hostMounts makes the engine's own mounts and returns the init binary's and the job
-// root's paths. Stale ones of a killed daemon are replaced.
-func hostMounts(runDir, rootfs string) (initBin, root, dev string, err error) {
+// hostMounts makes the engine's own mounts and returns the init binary's path, each
+// image's root by name ("" for the default image) and the jobs' /dev. Stale ones of a
+// killed daemon are replaced.
+func hostMounts(runDir string, images map[string]string) (initBin string, roots map[string]string, dev string, err error) {
 	initDir := filepath.Join(runDir, initMountDir)
-	root = filepath.Join(runDir, rootMountDir)
 	dev = filepath.Join(runDir, devMountDir)
 	_ = unmountHostMounts(runDir)
+	roots = map[string]string{}
 	if initBin, err = installInit(initDir); err == nil {
-		if err = mountRoot(root, rootfs, filepath.Join(runDir, emptyDir)); err == nil {
+		for name, tree := range images {
+			root := filepath.Join(runDir, rootMountDir)
+			if name != "" {
+				root = filepath.Join(runDir, rootsDir, name)
+			}
+			if err = mountRoot(root, tree, filepath.Join(runDir, emptyDir)); err != nil {
+				break
+			}
+			roots[name] = root
+		}
+		if err == nil {
 			err = mountDev(dev)
 		}
 	}
 	if err != nil {
 		_ = unmountHostMounts(runDir)
-		return "", "", "", err
+		return "", nil, "", err
 	}
-	return initBin, root, dev, nil
+	return initBin, roots, dev, nil
 }
 
 // unmountHostMounts removes the engine's own mounts (at Close, or stale at start).
 func unmountHostMounts(runDir string) error {
 	var errs []error
+	ents, _ := os.ReadDir(filepath.Join(runDir, rootsDir))
+	for _, ent := range ents {
+		errs = append(errs, unmount(filepath.Join(runDir, rootsDir, ent.Name())))
+	}
 	for _, d := range []string{devMountDir, rootMountDir, initMountDir} {
 		errs = append(errs, unmount(filepath.Join(runDir, d)))
 	}
 	return errors.Join(errs...)
+}
+
+// missingCommand names the first command of rt (its compile, run and bootstrap argv's
+// first element) that tree lacks, looked up as the job's PATH would; "" if none.
+func missingCommand(tree string, rt Runtime, env []string) string {
+	var dirs []string
+	for _, kv := range env {
+		if p, ok := strings.CutPrefix(kv, "PATH="); ok {
+			dirs = strings.Split(p, ":")
+		}
+	}
+	var cmds []string
+	for _, argv := range [][]string{rt.Compile, rt.Run, bootstraps[rt.Bootstrap]} {
+		if len(argv) > 0 && !strings.HasPrefix(argv[0], "{") && !strings.HasPrefix(argv[0], WorkDir+"/") {
+			cmds = append(cmds, argv[0])
+		}
+	}
+	for _, c := range cmds {
+		found := false
+		if strings.HasPrefix(c, "/") {
+			_, err := os.Lstat(filepath.Join(tree, c))
+			found = err == nil
+		}
+		for _, d := range dirs {
+			if _, err := os.Lstat(filepath.Join(tree, d, c)); err == nil && !strings.Contains(c, "/") {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return c
+		}
+	}
+	return ""
 }
 
 // installInit copies the running executable into a read-only tmpfs at dir, for jobs to

@@ -1,11 +1,11 @@
 package sandbox
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"syscall"
 	"time"
@@ -21,37 +21,6 @@ import (
 // ioGrace bounds how long the daemon waits for a job's output pipes to close after its
 // last process is gone (they close at once when the pid namespace dies).
 const ioGrace = 2 * time.Second
-
-// execute runs one job and fills res: on a warm container from the pool when one fits,
-// else on a container started for it. Every step that leaves something behind pushes its
-// undo onto undo first.
-func (e *Engine) execute(id string, lim Limits, req Request, lease *gpu.Lease, res *Result, undo *cleanup) error {
-	if w := e.pool.take(lim, lease); w != nil {
-		// Last, once the container is gone: start its replacement.
-		undo.push(func() error { e.pool.kick(); return nil })
-		*undo = append(*undo, w.undo...)
-		res.Warm = true
-		if err := e.dispatch(w, lim); err != nil {
-			return err
-		}
-		return e.runProc(id, w.proc, lim, bootstrapInput(req), res)
-	}
-	jp, err := e.startProc(procSpec{id: id, lim: lim, code: []byte(req.Code), lease: lease}, undo)
-	if err != nil {
-		return err
-	}
-	return e.runProc(id, jp, lim, req.Stdin, res)
-}
-
-// procSpec says what container to start: a cold job's (code set: written to main.py and
-// run with python3 main.py) or a pooled one's (code nil: python runs the bootstrap and
-// waits for the code on stdin).
-type procSpec struct {
-	id    string // container id, also the name of its storage
-	lim   Limits
-	code  []byte
-	lease *gpu.Lease
-}
 
 // jobProc is a started container and the ends of its pipes.
 type jobProc struct {
@@ -78,38 +47,36 @@ type jobProc struct {
 	cpuBase, userBase, sysBase time.Duration
 }
 
-// startProc makes the job's storage and container and starts its process.
-func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
-	hostUID := e.opts.HostIDBase + JobUID
-	storage := filepath.Join(e.jobsRoot, s.id)
-	if err := os.Mkdir(storage, 0o700); err != nil {
-		return nil, fmt.Errorf("create job dir: %w", err)
-	}
-	undo.push(func() error { return os.Remove(storage) })
-	if err := unix.Mount("tmpfs", storage, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, tmpfsOptions(s.lim, hostUID)); err != nil {
-		return nil, fmt.Errorf("mount job tmpfs: %w", err)
-	}
-	undo.push(func() error { return unmount(storage) })
-	args := []string{"python3", "-c", bootstrap}
-	if s.code != nil {
-		args = []string{"python3", "main.py"}
-		main := filepath.Join(storage, "main.py")
-		if err := os.WriteFile(main, s.code, 0o644); err != nil {
-			return nil, fmt.Errorf("write main.py: %w", err)
-		}
-		if err := os.Lchown(main, int(hostUID), int(hostUID)); err != nil {
-			return nil, fmt.Errorf("chown main.py: %w", err)
-		}
-	}
+// procSpec says what container to start: its id, its storage (made and filled by the
+// caller), the command, and for a pooled container that it runs a bootstrap and
+// waits for code (warm).
+type procSpec struct {
+	id      string // container id (and cgroup name)
+	storage string // host directory of the job's tmpfs: its /work and /tmp
+	root    string // the image's read-only root
+	argv    []string
+	env     []string
+	lim     Limits
+	lease   *gpu.Lease
+	warm    bool   // a bootstrap: wait for its ready marker
+	outBind string // if set, a host directory bound read-only at OutDir (a test case's compiled artifact)
+}
 
-	cfg := e.containerConfig(s.id, storage, s.lim)
-	env := jobEnv
+// startProc makes the job's container and starts its process.
+func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
+	cfg := e.containerConfig(s.id, s.storage, s.root, s.lim)
+	if s.outBind != "" {
+		cfg.Mounts = append(cfg.Mounts, &configs.Mount{Source: s.outBind, Destination: OutDir, Device: "bind",
+			Flags: unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV})
+	}
+	env := s.env
+	args := s.argv
 	if s.lease != nil {
 		grant, err := s.lease.Grant()
 		if err != nil {
 			return nil, fmt.Errorf("GPU grant: %w", err)
 		}
-		gpuDir := storage + ".gpu"
+		gpuDir := s.storage + ".gpu"
 		if err := os.Mkdir(gpuDir, 0o711); err != nil {
 			return nil, fmt.Errorf("create GPU dir: %w", err)
 		}
@@ -122,7 +89,7 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 		useOwnDev(cfg)
 		cfg.Mounts = append(cfg.Mounts, &configs.Mount{Source: "sysfs", Destination: "/sys", Device: "sysfs",
 			Flags: unix.MS_NOEXEC | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_RDONLY})
-		env = grant.Environ(jobEnv)
+		env = grant.Environ(env)
 	}
 	ctr, err := libcontainer.Create(e.stateRoot, s.id, cfg)
 	if err != nil {
@@ -174,14 +141,12 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start container: %w", err)
 	}
-	if s.code == nil {
-		// A pooled container is ready once python says so; the marker is not output.
+	if s.warm {
+		// A pooled container is ready once its bootstrap says so; the marker is not output.
 		if err := awaitReady(stderrR); err != nil {
 			return nil, err
 		}
 	}
-	go jp.outCap.drain(stdoutR, jp.outDone)
-	go jp.errCap.drain(stderrR, jp.errDone)
 	go func() {
 		jp.state, _ = jp.proc.Wait()
 		close(jp.waited)
@@ -226,9 +191,9 @@ func awaitReady(r *os.File) error {
 }
 
 // containerConfig is the libcontainer configuration of a job with limits lim.
-func (e *Engine) containerConfig(id, storage string, lim Limits) *configs.Config {
+func (e *Engine) containerConfig(id, storage, root string, lim Limits) *configs.Config {
 	cfg := configFor(jobSpec{
-		id: id, rootfs: e.root, storageDir: storage, cgroupPath: e.place.jobPath(id),
+		id: id, rootfs: root, storageDir: storage, cgroupPath: e.place.jobPath(id),
 		hostIDBase: e.opts.HostIDBase, limits: lim, seccomp: e.opts.Seccomp, initBinary: e.initBin, devDir: e.devDir,
 	})
 	if e.seccompProg != nil {
@@ -238,14 +203,21 @@ func (e *Engine) containerConfig(id, storage string, lim Limits) *configs.Config
 	return cfg
 }
 
-// runProc hands the job its input, watches it until it ends or hits a limit, and fills
-// res. The clock starts here: for a warm container, when the code is handed over.
-func (e *Engine) runProc(id string, jp *jobProc, lim Limits, input []byte, res *Result) error {
+// runProc hands the job its input, watches it until it ends, hits a limit or ctx ends,
+// and fills out. The clock starts here: for a warm container, when the code is handed
+// over. sink, if set, is told of output as it is read.
+func (e *Engine) runProc(ctx context.Context, id string, jp *jobProc, lim Limits, input []byte, sink func(EventType, []byte, bool), out *Outcome) (Status, error) {
 	start := time.Now()
 	var err error
 	if jp.cpuBase, jp.userBase, jp.sysBase, err = cpuTimes(e.place.mode, jp.paths); err != nil {
-		return fmt.Errorf("read the container's CPU: %w", err)
+		return "", fmt.Errorf("read the container's CPU: %w", err)
 	}
+	if sink != nil {
+		jp.outCap.sink = func(b []byte, trunc bool) { sink(EventStdout, b, trunc) }
+		jp.errCap.sink = func(b []byte, trunc bool) { sink(EventStderr, b, trunc) }
+	}
+	go jp.outCap.drain(jp.stdoutR, jp.outDone)
+	go jp.errCap.drain(jp.stderrR, jp.errDone)
 	e.reg.started(id, jp.ctr) // from here an admin's kill reaches it
 	go func() {
 		// A job that never reads its stdin ends with the write failing (EPIPE).
@@ -271,15 +243,17 @@ func (e *Engine) runProc(id string, jp *jobProc, lim Limits, input []byte, res *
 		if time.Since(start) >= lim.Timeout {
 			stop = stopTimeout // both limits passed: the wall clock's came first
 		}
+	case <-ctx.Done():
+		stop = stopCancelled
 	}
 	if stop != stopNone {
 		if err := signalKill(jp.ctr); err != nil {
-			return fmt.Errorf("kill job at its limit: %w", err)
+			return "", fmt.Errorf("kill job at its limit: %w", err)
 		}
 		<-jp.waited
 	}
-	res.Wall = time.Since(start)
-	res.WallMS = float64(res.Wall.Microseconds()) / 1000
+	out.Wall = time.Since(start)
+	out.WallMS = float64(out.Wall.Microseconds()) / 1000
 
 	// Output pipes close as soon as the last process of the job is gone.
 	grace := time.NewTimer(ioGrace)
@@ -293,32 +267,31 @@ func (e *Engine) runProc(id string, jp *jobProc, lim Limits, input []byte, res *
 			<-ch
 		}
 	}
-	res.Stdout, res.StdoutTruncated = jp.outCap.buf.String(), jp.outCap.truncated
-	res.Stderr, res.StderrTruncated = jp.errCap.buf.String(), jp.errCap.truncated
+	out.Stdout, out.StdoutTruncated = jp.outCap.buf.String(), jp.outCap.truncated
+	out.Stderr, out.StderrTruncated = jp.errCap.buf.String(), jp.errCap.truncated
 
 	// Figures come from the job's cgroup, read before the cgroup is removed.
-	if err := e.account(jp, res); err != nil {
-		return err
+	if err := e.account(jp, out); err != nil {
+		return "", err
 	}
 	// How the command ended is what the job init reported; if the init itself was
 	// killed (timeout, an admin's kill), what killed it.
 	<-jp.reported // at once: the init reported, or is dead
 	switch r := jp.report; {
 	case r.err != nil:
-		return r.err
+		return "", r.err
 	case r.ok:
-		res.ExitCode, res.Signal = r.code, r.signal
+		out.ExitCode, out.Signal = r.code, r.signal
 	default:
 		<-jp.waited // the init died without a report: it is reaped in a moment
 		if jp.state == nil {
 			break
 		}
 		if ws, ok := jp.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			res.Signal = unix.SignalName(ws.Signal())
+			out.Signal = unix.SignalName(ws.Signal())
 		}
 	}
-	res.Status = classify(stop, res)
-	return nil
+	return classify(stop, out), nil
 }
 
 // initReport is what the job init said about how the command ended.
@@ -356,11 +329,14 @@ const (
 	stopNone stopReason = iota
 	stopTimeout
 	stopCPUTime
+	stopCancelled
 )
 
 // classify picks the one status that explains how the job ended.
-func classify(stop stopReason, res *Result) Status {
+func classify(stop stopReason, res *Outcome) Status {
 	switch {
+	case stop == stopCancelled:
+		return StatusCancelled
 	case stop == stopTimeout:
 		return StatusTimeout
 	case stop == stopCPUTime:
@@ -376,7 +352,7 @@ func classify(stop stopReason, res *Result) Status {
 }
 
 // account fills the result's figures from the job's cgroup.
-func (e *Engine) account(jp *jobProc, res *Result) error {
+func (e *Engine) account(jp *jobProc, res *Outcome) error {
 	f, err := readFigures(e.place.mode, jp.paths)
 	if err != nil {
 		return fmt.Errorf("read the job's cgroup figures: %w", err)

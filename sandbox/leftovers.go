@@ -18,7 +18,7 @@ func (e *Engine) Leftovers() ([]string, error) {
 	var out []string
 	// Warm containers (idle, starting or being torn down) are not leftovers; the pool
 	// holds still while we look.
-	err := e.pool.scan(func(idle map[string]bool) (err error) {
+	err := e.scanPools(func(idle map[string]bool) (err error) {
 		out, err = e.leftovers(idle)
 		return err
 	})
@@ -43,8 +43,11 @@ func (e *Engine) leftovers(idle map[string]bool) ([]string, error) {
 		return nil, err
 	}
 	own := map[string]bool{}
-	for _, d := range []string{rootMountDir, initMountDir, devMountDir} {
+	for _, d := range []string{initMountDir, devMountDir} {
 		own[filepath.Join(e.opts.RunDir, d)] = true
+	}
+	for _, r := range e.roots {
+		own[r] = true
 	}
 	for _, m := range mounts {
 		if !idle[filepath.Base(m)] && !own[m] {

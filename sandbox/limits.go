@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"cmp"
+	"errors"
+	"strings"
 	"fmt"
 	"strconv"
 	"time"
@@ -60,6 +62,74 @@ func DefaultPolicy() Policy {
 			Timeout: 10 * time.Second, OpenFiles: 1024, FileSize: 64 << 20, Stack: 8 << 20},
 		Max: Limits{CPUs: 4, CPUTime: 5 * time.Minute, Memory: 4 << 30, Storage: 1 << 30, Pids: 1024,
 			Timeout: 5 * time.Minute, OpenFiles: 65536, FileSize: 1 << 30, Stack: 256 << 20, IOWeight: 1000},
+	}
+}
+
+// ForRuntime is the policy for rt's run step: its defaults where it sets them, its
+// maximums where they are lower than the daemon's.
+func (p Policy) ForRuntime(rt *Runtime) Policy {
+	out := p
+	out.Default = overlay(p.Default, rt.Limits)
+	for _, f := range limitFields(&out.Max, &rt.MaxLimits) {
+		if f.src != 0 && (f.dst == 0 || f.src < f.dst) {
+			f.set(f.src)
+		}
+	}
+	return out
+}
+
+// compileLimits resolves a compile step's limits: the run's, with the compile
+// defaults (the engine's, then the runtime's) and the request's timeout, CPU time and
+// memory, each within the daemon's maximums.
+func (p Policy) compileLimits(rt *Runtime, run, req Limits) (Limits, error) {
+	def := overlay(overlay(run, DefaultCompileLimits), rt.CompileLimits)
+	// The daemon's maximums bound the compile defaults too, so a generous default
+	// never fails a request on a daemon configured with lower maximums.
+	def.Timeout, def.CPUTime = min(def.Timeout, p.Max.Timeout), min(def.CPUTime, p.Max.CPUTime)
+	def.Memory, def.Pids = min(def.Memory, p.Max.Memory), min(def.Pids, p.Max.Pids)
+	c := Policy{Default: def, Max: p.Max}
+	out, err := c.Resolve(Limits{Timeout: req.Timeout, CPUTime: req.CPUTime, Memory: req.Memory})
+	if err != nil {
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			fe.Field = strings.Replace(fe.Field, "limits.", "limits.compile_", 1)
+		}
+		return Limits{}, err
+	}
+	return out, nil
+}
+
+// overlay is base with the non-zero fields of top.
+func overlay(base, top Limits) Limits {
+	out := base
+	for _, f := range limitFields(&out, &top) {
+		if f.src != 0 {
+			f.set(f.src)
+		}
+	}
+	return out
+}
+
+// limitField is one field of two Limits, as a float64 (all are numbers).
+type limitField struct {
+	dst, src float64
+	set      func(float64)
+}
+
+func limitFields(dst, src *Limits) []limitField {
+	i64 := func(d, s *int64) limitField {
+		return limitField{float64(*d), float64(*s), func(v float64) { *d = int64(v) }}
+	}
+	dur := func(d, s *time.Duration) limitField {
+		return limitField{float64(*d), float64(*s), func(v float64) { *d = time.Duration(v) }}
+	}
+	return []limitField{
+		{dst.CPUs, src.CPUs, func(v float64) { dst.CPUs = v }},
+		dur(&dst.CPUTime, &src.CPUTime), i64(&dst.Memory, &src.Memory), i64(&dst.Storage, &src.Storage),
+		i64(&dst.Pids, &src.Pids), dur(&dst.Timeout, &src.Timeout), i64(&dst.OpenFiles, &src.OpenFiles),
+		i64(&dst.FileSize, &src.FileSize), i64(&dst.Stack, &src.Stack), i64(&dst.IOReadBPS, &src.IOReadBPS),
+		i64(&dst.IOWriteBPS, &src.IOWriteBPS), i64(&dst.IOReadIOPS, &src.IOReadIOPS),
+		i64(&dst.IOWriteIOPS, &src.IOWriteIOPS), i64(&dst.IOWeight, &src.IOWeight),
 	}
 }
 

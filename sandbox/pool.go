@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"errors"
+	"maps"
+	"slices"
 	"fmt"
 	"os"
 	"strconv"
@@ -14,13 +16,15 @@ import (
 	"github.com/sandboxd/sandboxd/gpu"
 )
 
-// pool keeps containers started ahead of time, each with python already running the
-// bootstrap and waiting for code. A container serves exactly one job and is destroyed
-// after it, like any other; a new one is started off the request path. Only jobs of the
-// pooled shape (the default storage size, no GPUs) take one; when the pool is empty,
-// jobs start cold rather than wait for a refill.
+// pool keeps containers of one runtime started ahead of time, each with its
+// interpreter already running the runtime's bootstrap and waiting for code. A container
+// serves exactly one job and is destroyed after it, like any other; a new one is started
+// off the request path. Only jobs of the pooled shape (the runtime's default storage
+// size, no GPUs, no client environment) take one; when the pool is empty, jobs start
+// cold rather than wait for a refill.
 type pool struct {
 	e       *Engine
+	rt      *Runtime
 	size    int
 	mu      sync.Mutex
 	ready   []*warmProc
@@ -33,14 +37,16 @@ type pool struct {
 // warmProc is a pooled container; undo tears it down.
 type warmProc struct {
 	id      string
-	storage int64  // its shape: the tmpfs size
+	pool    *pool
+	storage string // host directory of its tmpfs (/work)
+	shape   int64  // its shape: the tmpfs size
 	lim     Limits // what it was started with
 	proc    *jobProc
 	undo    cleanup
 }
 
-func newPool(e *Engine, size int) *pool {
-	p := &pool{e: e, size: size, pending: map[string]bool{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newPool(e *Engine, rt *Runtime, size int) *pool {
+	p := &pool{e: e, rt: rt, size: size, pending: map[string]bool{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	if size <= 0 {
 		close(p.done)
 		return p
@@ -89,16 +95,19 @@ func (p *pool) short() bool {
 // add starts one warm container with the policy's default limits and puts it in the
 // pool. While it starts its id is pending, so it is never taken for a leftover.
 func (p *pool) add() error {
-	lim, err := p.e.Policy().Resolve(Limits{})
+	lim, err := p.e.Policy().ForRuntime(p.rt).Resolve(Limits{})
 	if err != nil {
 		return err
 	}
-	w := &warmProc{id: newJobID(), storage: lim.Storage, lim: lim}
+	w := &warmProc{id: newJobID(), pool: p, shape: lim.Storage, lim: lim}
 	p.mu.Lock()
 	p.pending[w.id] = true
 	p.mu.Unlock()
-	jp, err := p.e.startProc(procSpec{id: w.id, lim: lim}, &w.undo)
-	w.proc = jp
+	w.storage, err = p.e.newStorage(w.id, lim, &w.undo)
+	if err == nil {
+		w.proc, err = p.e.startProc(procSpec{id: w.id, storage: w.storage, root: p.e.roots[p.rt.Image],
+			argv: bootstraps[p.rt.Bootstrap], env: slices.Concat(jobEnv, p.rt.Env), lim: lim, warm: true}, &w.undo)
+	}
 	p.mu.Lock()
 	keep := err == nil && !p.closed
 	if keep {
@@ -119,7 +128,7 @@ func (p *pool) add() error {
 
 // take hands out a warm container for a job of the pooled shape, or nil.
 func (p *pool) take(lim Limits, lease *gpu.Lease) *warmProc {
-	shape := p.e.Policy().Default.Storage
+	shape := p.e.Policy().ForRuntime(p.rt).Default.Storage
 	if p.size <= 0 || lease != nil || lim.Storage != shape {
 		return nil
 	}
@@ -128,7 +137,7 @@ func (p *pool) take(lim Limits, lease *gpu.Lease) *warmProc {
 	for len(p.ready) > 0 {
 		w := p.ready[0]
 		p.ready = p.ready[1:]
-		stale := w.storage != shape // the default changed (SIGHUP) since it started
+		stale := w.shape != shape // the default changed (SIGHUP) since it started
 		select {
 		case <-w.proc.waited: // died while idle (killed from outside): discard
 			stale = true
@@ -145,7 +154,7 @@ func (p *pool) take(lim Limits, lease *gpu.Lease) *warmProc {
 			p.kick()
 			continue
 		}
-		// The replacement starts once this job is over (see execute): a container
+		// The replacement starts once this job is over (see runWarm): a container
 		// start is ~30 ms of CPU, which would otherwise compete with the job itself.
 		return w
 	}
@@ -153,18 +162,21 @@ func (p *pool) take(lim Limits, lease *gpu.Lease) *warmProc {
 	return nil
 }
 
-// scan calls f with the ids of the idle containers and of those being started or torn
-// down, which are not leftovers. The set holds still while f runs: no container joins or
-// leaves the pool, so f can list directories without racing a refill.
-func (p *pool) scan(f func(ids map[string]bool) error) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// scanPools calls f with the ids of every pool's idle containers and of those being
+// started or torn down, which are not leftovers. The set holds still while f runs: no
+// container joins or leaves a pool, so f can list directories without racing a refill.
+func (e *Engine) scanPools(f func(ids map[string]bool) error) error {
 	out := map[string]bool{}
-	for _, w := range p.ready {
-		out[w.id] = true
-	}
-	for id := range p.pending {
-		out[id] = true
+	for _, name := range slices.Sorted(maps.Keys(e.pools)) { // one lock order
+		p := e.pools[name]
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, w := range p.ready {
+			out[w.id] = true
+		}
+		for id := range p.pending {
+			out[id] = true
+		}
 	}
 	return f(out)
 }
@@ -196,7 +208,7 @@ func (e *Engine) dispatch(w *warmProc, lim Limits) error {
 		return nil // the default limits, which it already has
 	}
 	cfg := w.proc.ctr.Config()
-	want := e.containerConfig(w.id, "", lim)
+	want := e.containerConfig(w.id, "", "", lim)
 	cg := *cfg.Cgroups
 	cg.Resources = want.Cgroups.Resources
 	cfg.Cgroups = &cg
@@ -245,5 +257,20 @@ func (p *pool) idle() int {
 	return len(p.ready)
 }
 
-// PoolIdle reports how many warm containers are ready for jobs.
-func (e *Engine) PoolIdle() int { return e.pool.idle() }
+// PoolIdle reports how many warm containers are ready for jobs, of every runtime.
+func (e *Engine) PoolIdle() int {
+	n := 0
+	for _, p := range e.pools {
+		n += p.idle()
+	}
+	return n
+}
+
+// takeWarm hands out a warm container for the job, or nil when none fits.
+func (e *Engine) takeWarm(p *prepared, lease *gpu.Lease) *warmProc {
+	pl := e.pools[p.rt.Name]
+	if pl == nil || len(p.req.Env) > 0 {
+		return nil // a client environment must be there when the interpreter starts
+	}
+	return pl.take(p.lim, lease)
+}

@@ -16,6 +16,7 @@ import (
 // an Observer is told when it ends.
 type JobInfo struct {
 	ID        string        `json:"id"`
+	Runtime   string        `json:"runtime"`
 	Started   time.Time     `json:"started"`
 	QueueWait time.Duration `json:"-"` // how long it waited for a slot
 	Limits    LimitsView    `json:"limits"`
@@ -66,6 +67,14 @@ func (r *registry) started(id string, ctr *libcontainer.Container) {
 			_ = signalKill(ctr)
 		}
 	}
+}
+
+// wasKilled says whether an admin killed the job (its later steps do not run).
+func (r *registry) wasKilled(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.jobs[id]
+	return e != nil && e.killed
 }
 
 // Jobs lists the jobs running now, oldest first.

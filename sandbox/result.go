@@ -15,31 +15,85 @@ const (
 	StatusInternalError Status = "internal_error" // the daemon failed to run the job
 )
 
-// Result is everything known about a finished job.
+// Status values added for the job core: compile steps, test cases, cancellation.
+const (
+	StatusCompileError   Status = "compile_error"   // the compile step failed: non-zero exit, a signal, or out of memory
+	StatusCompileTimeout Status = "compile_timeout" // the compile step ran past its timeout or CPU time and was killed
+	StatusWrongAnswer    Status = "wrong_answer"    // a test case's program exited 0 but its stdout was not the expected one
+	StatusCancelled      Status = "cancelled"       // the client went away or cancelled the job; it was killed or never ran
+)
+
+// Verdict is a test case's outcome: passed, wrong_answer, or the run's own status
+// (timeout, error, ...).
+type Verdict = Status
+
+// StatusPassed is a test case's verdict when its stdout was the expected one.
+const StatusPassed Status = "passed"
+
+// Result is everything known about a finished job. Its embedded Outcome is the run
+// step's (empty for a job with test cases, whose runs are in Tests).
 type Result struct {
-	ID              string        `json:"id"`
-	Status          Status        `json:"status"`
-	Warm            bool          `json:"warm"`             // ran on a container started ahead of time
-	ExitCode        int           `json:"exit_code"`        // -1 when killed by a signal
-	Signal          string        `json:"signal,omitempty"` // e.g. "SIGKILL"
-	Stdout          string        `json:"stdout"`
-	Stderr          string        `json:"stderr"`
-	StdoutTruncated bool          `json:"stdout_truncated"`
-	StderrTruncated bool          `json:"stderr_truncated"`
-	Wall            time.Duration `json:"-"`
-	WallMS          float64       `json:"wall_ms"`
-	CPUMS           float64       `json:"cpu_ms"` // user + system, all processes
-	CPUUserMS       float64       `json:"cpu_user_ms"`
-	CPUSystemMS     float64       `json:"cpu_system_ms"`
-	MemoryPeak      int64         `json:"memory_peak_bytes"`
-	OOMKilled       bool          `json:"oom_killed"`
-	PidsPeak        int64         `json:"pids_peak,omitempty"` // where the kernel keeps pids.peak
-	PidsLimitHit    bool          `json:"pids_limit_hit"`      // a fork failed at the pids limit
-	IOReadBytes     int64         `json:"io_read_bytes"`       // block io, from the disk
-	IOWriteBytes    int64         `json:"io_write_bytes"`
-	Limits          LimitsView    `json:"limits"`
-	GPUs            []string      `json:"gpus,omitempty"`  // UUIDs granted, in CUDA order
-	Error           string        `json:"error,omitempty"` // for internal_error: a safe message
+	ID      string
+	Status  Status
+	Runtime string // the runtime's name and version
+	Version string
+	Warm    bool // ran on a container started ahead of time
+	Outcome
+	Compile     *StageResult // the compile step, for compiled runtimes
+	Tests       []TestResult
+	TestsPassed int
+	Files       []CollectedFile
+	Limits      LimitsView
+	// CompileLimits are what the compile step ran under (compiled runtimes only).
+	CompileLimits *LimitsView
+	GPUs          []string // UUIDs granted, in CUDA order
+	Error         string   // for internal_error: a safe message
+}
+
+// Outcome is how one process of a job (its compile step, its run, one test case)
+// ended and what it used.
+type Outcome struct {
+	ExitCode        int    // -1 when killed by a signal
+	Signal          string // e.g. "SIGKILL"
+	Stdout          string // bytes, as the program wrote them (not necessarily UTF-8)
+	Stderr          string
+	StdoutTruncated bool
+	StderrTruncated bool
+	Wall            time.Duration
+	WallMS          float64
+	CPUMS           float64 // user + system, all processes
+	CPUUserMS       float64
+	CPUSystemMS     float64
+	MemoryPeak      int64
+	OOMKilled       bool
+	PidsPeak        int64 // where the kernel keeps pids.peak
+	PidsLimitHit    bool  // a fork failed at the pids limit
+	IOReadBytes     int64 // block io, from the disk
+	IOWriteBytes    int64
+}
+
+// StageResult is a compile step's outcome.
+type StageResult struct {
+	Status Status
+	Outcome
+}
+
+// TestResult is one test case's outcome.
+type TestResult struct {
+	Verdict Verdict
+	Status  Status // the run's own status (ok, error, timeout, ...)
+	Warm    bool
+	Outcome
+}
+
+// CollectedFile is a file the job left that a collect glob matched. Content is nil
+// when the file was skipped (SkipReason says why) or is truncated to the cap.
+type CollectedFile struct {
+	Name       string // relative to /work
+	Size       int64  // its real size
+	Content    []byte
+	Truncated  bool   // Content is the first bytes only: the file is over the per-file cap
+	SkipReason string // "symlink", "not a regular file", "over the total cap", ...
 }
 
 // LimitsView is how a result reports the limits the job ran under.

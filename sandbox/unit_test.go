@@ -202,15 +202,16 @@ func TestResolve(t *testing.T) {
 func TestClassify(t *testing.T) {
 	for _, c := range []struct {
 		stop stopReason
-		res  Result
+		res  Outcome
 		want Status
 	}{
-		{stopNone, Result{}, StatusOK},
-		{stopNone, Result{ExitCode: 3}, StatusError},
-		{stopNone, Result{Signal: "SIGSEGV"}, StatusSignaled},
-		{stopNone, Result{Signal: "SIGKILL", OOMKilled: true}, StatusMemoryLimit},
-		{stopTimeout, Result{Signal: "SIGKILL", OOMKilled: true}, StatusTimeout},
-		{stopCPUTime, Result{Signal: "SIGKILL"}, StatusCPULimit},
+		{stopNone, Outcome{}, StatusOK},
+		{stopNone, Outcome{ExitCode: 3}, StatusError},
+		{stopNone, Outcome{Signal: "SIGSEGV"}, StatusSignaled},
+		{stopNone, Outcome{Signal: "SIGKILL", OOMKilled: true}, StatusMemoryLimit},
+		{stopTimeout, Outcome{Signal: "SIGKILL", OOMKilled: true}, StatusTimeout},
+		{stopCPUTime, Outcome{Signal: "SIGKILL"}, StatusCPULimit},
+		{stopCancelled, Outcome{Signal: "SIGKILL", OOMKilled: true}, StatusCancelled},
 	} {
 		if got := classify(c.stop, &c.res); got != c.want {
 			t.Errorf("%v %+v: %s, want %s", c.stop, c.res, got, c.want)
