@@ -35,7 +35,7 @@ func (f *fakeEngine) Run(ctx context.Context, req sandbox.Request) (*sandbox.Res
 	if f.release != nil {
 		<-f.release
 	}
-	return &sandbox.Result{ID: "sbx-1", Status: sandbox.StatusOK, Stdout: "secret output"}, nil
+	return &sandbox.Result{ID: "sbx-1", Status: sandbox.StatusOK, Outcome: sandbox.Outcome{Stdout: "secret output"}}, nil
 }
 func (f *fakeEngine) Load() (int, int) { return len(f.jobs), 1 }
 func (f *fakeEngine) Jobs() []sandbox.JobInfo {

@@ -39,7 +39,7 @@ func TestMetricsObserveJobs(t *testing.T) {
 		Load: func() (int, int) { return 2, 3 },
 		GPUs: func() []gpu.Status { return []gpu.Status{{LeasedBy: "sbx-1"}, {}, {LeasedBy: "sbx-2"}} },
 	})
-	m.JobDone(sandbox.JobInfo{QueueWait: time.Second}, &sandbox.Result{Status: sandbox.StatusTimeout, Wall: 2 * time.Second}, nil)
+	m.JobDone(sandbox.JobInfo{QueueWait: time.Second}, &sandbox.Result{Status: sandbox.StatusTimeout, Outcome: sandbox.Outcome{Wall: 2 * time.Second}}, nil)
 	m.JobDone(sandbox.JobInfo{}, &sandbox.Result{Status: sandbox.StatusOK}, errors.New("rmdir cgroup: EBUSY"))
 	exp := scrape(t, m.Handler(), nil)
 	for _, line := range []string{

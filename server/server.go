@@ -29,6 +29,8 @@ type Options struct {
 	MaxCodeBytes int64     // the code field; larger gets 413 (default 512 KiB)
 	MaxJSONDepth int       // nesting of arrays and objects; deeper gets 400 (default 32)
 	GPUs         GPUSource // GET /v1/gpus; nil lists none
+	// Runtimes lists what the engine runs (GET /v1/runtimes); nil lists none.
+	Runtimes func() []sandbox.RuntimeInfo
 	Logger       *slog.Logger
 }
 
@@ -58,6 +60,7 @@ func New(run Runner, opts Options) *Server {
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("POST /v1/execute", s.execute)
 	s.mux.HandleFunc("GET /v1/gpus", s.gpus)
+	s.mux.HandleFunc("GET /v1/runtimes", s.runtimes)
 	s.mux.HandleFunc("POST /execute", s.seedExecute)
 	s.mux.HandleFunc("POST /submit_code", s.seedSubmitCode)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
