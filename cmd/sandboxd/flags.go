@@ -29,6 +29,8 @@ func newFlagSet(cfg *daemon.Config, o *cliOpts) *flag.FlagSet {
 	f.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "persistent state: the unpacked root filesystems")
 	f.StringVar(&cfg.RunDir, "run-dir", cfg.RunDir, "runtime state: containers and job storage (a tmpfs)")
 	f.StringVar(&cfg.Rootfs, "rootfs", cfg.Rootfs, "root filesystem tarball jobs run on (tar, tar.gz, tar.zst), or sha256:<hex> of an imported one")
+	f.StringVar(&cfg.ImagesDir, "images-dir", cfg.ImagesDir, "directory of the other runtimes' images, <image>.tar.zst")
+	f.StringVar(&cfg.RuntimesDir, "runtimes-dir", cfg.RuntimesDir, "directory of runtime definitions (*.toml) added to the shipped ones")
 	f.StringVar(&cfg.CgroupName, "cgroup-name", cfg.CgroupName, "cgroup below the daemon's own that holds its jobs")
 	f.IntVar(&cfg.MaxJobs, "max-jobs", cfg.MaxJobs, "jobs run at once")
 	f.IntVar(&cfg.MaxQueue, "max-queue", cfg.MaxQueue, "requests that may wait for a job slot; more get 429")

@@ -32,12 +32,21 @@ type Config struct {
 	RunDir      string   `toml:"run_dir"`      // per-job state and mounts; a tmpfs
 	// Rootfs is the tarball jobs run on, or "sha256:<hex>" naming an image already in
 	// the store (see sandboxctl rootfs import).
-	Rootfs     string `toml:"rootfs"`
-	CgroupName string `toml:"cgroup_name"` // the cgroup below the daemon's own that holds jobs
+	Rootfs string `toml:"rootfs"`
+	// ImagesDir holds the other runtimes' images, <image>.tar.zst (scripts/mkrootfs.sh
+	// builds them); a runtime whose image is absent is not offered. "" looks nowhere.
+	ImagesDir string `toml:"images_dir"`
+	// RuntimesDir holds runtime definitions (*.toml) added to the shipped ones, or
+	// replacing one of the same name; a missing directory adds nothing.
+	RuntimesDir string `toml:"runtimes_dir"`
+	CgroupName  string `toml:"cgroup_name"` // the cgroup below the daemon's own that holds jobs
 
 	MaxJobs       int      `toml:"max_jobs"`       // jobs running at once
 	MaxQueue      int      `toml:"max_queue"`      // requests waiting for a slot; more get 429
-	PoolSize      int      `toml:"pool_size"`      // warm containers kept ready; 0 disables the pool
+	PoolSize      int      `toml:"pool_size"`      // warm python containers kept ready; 0 disables the pool
+	// PoolSizes sets the pool of each runtime with a warm bootstrap, by name (python's
+	// overrides pool_size).
+	PoolSizes map[string]int `toml:"pool_sizes"`
 	OutputLimit   Size     `toml:"output_limit"`   // kept of each of stdout and stderr
 	MaxBody       Size     `toml:"max_body"`       // a request body; more get 413
 	MaxCode       Size     `toml:"max_code"`       // the code field; more get 413
@@ -81,10 +90,13 @@ func Default() Config {
 		StateDir:      "/var/lib/sandboxd",
 		RunDir:        "/run/sandboxd",
 		Rootfs:        "/usr/local/share/sandboxd/rootfs.tar.zst",
+		ImagesDir:     "/usr/local/share/sandboxd/images",
+		RuntimesDir:   "/etc/sandboxd/runtimes",
 		CgroupName:    sandbox.DefaultCgroupName,
 		MaxJobs:       4,
 		MaxQueue:      64,
 		PoolSize:      2,
+		PoolSizes:     map[string]int{},
 		OutputLimit:   1 << 20,
 		MaxBody:       2 << 20,
 		MaxCode:       512 << 10,
@@ -207,6 +219,11 @@ func (c *Config) Validate() error {
 	}
 	if c.PoolSize < 0 {
 		bad("pool_size", "must not be negative")
+	}
+	for name, n := range c.PoolSizes {
+		if n < 0 {
+			bad("pool_sizes."+name, "must not be negative")
+		}
 	}
 	if c.MaxJobs < 1 {
 		bad("max_jobs", "must be at least 1, not %d", c.MaxJobs)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/gpu"
 	"github.com/sandboxd/sandboxd/rootfs"
+	"github.com/sandboxd/sandboxd/runtimes"
 	"github.com/sandboxd/sandboxd/sandbox"
 	"github.com/sandboxd/sandboxd/sandbox/seccomp"
 	"github.com/sandboxd/sandboxd/server"
@@ -101,9 +102,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		gauges.GPUs = gpuSrc.List
 	}
 	metrics := server.NewMetrics(gauges)
+	rts, images, err := d.runtimes(ctx, cfg, store, img)
+	if err != nil {
+		return err
+	}
 	engine, err = sandbox.New(sandbox.Options{
 		RunDir:      cfg.RunDir,
-		Rootfs:      img.Path,
+		Images:      images,
+		Runtimes:    rts,
+		PoolSizes:   cfg.PoolSizes,
 		Policy:      cfg.Policy(),
 		OutputLimit: int64(cfg.OutputLimit),
 		MaxJobs:     cfg.MaxJobs,
@@ -132,6 +139,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	srv := server.New(gate, server.Options{
 		MaxBodyBytes: int64(cfg.MaxBody), MaxCodeBytes: int64(cfg.MaxCode), GPUs: gpuSrc, Logger: d.log,
+		Runtimes: engine.Runtimes,
 	})
 	(&server.Admin{
 		Engine: engine, Gate: gate, Store: store, GPUs: gpuSrc, Rootfs: img.Digest,
@@ -236,6 +244,45 @@ func (d *Daemon) importRootfs(ctx context.Context, cfg Config) (rootfs.Image, *r
 	}
 	d.log.Info("rootfs ready", "digest", img.Digest, "took", time.Since(start).Round(time.Millisecond))
 	return img, store, nil
+}
+
+// runtimes loads the runtime definitions and imports the images they run on: python's
+// is the rootfs setting (sandboxctl rootfs import can replace it), the others
+// images_dir/<image>.tar.zst. A runtime whose image is not there is not offered.
+func (d *Daemon) runtimes(ctx context.Context, cfg Config, store *rootfs.Store, python rootfs.Image) ([]sandbox.Runtime, map[string]string, error) {
+	rts, err := runtimes.Load(cfg.RuntimesDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	images := map[string]string{"python": python.Path}
+	for _, rt := range rts {
+		if _, done := images[rt.Image]; done {
+			continue
+		}
+		tarball := filepath.Join(cfg.ImagesDir, rt.Image+".tar.zst")
+		if cfg.ImagesDir == "" {
+			continue
+		}
+		if _, err := os.Stat(tarball); err != nil {
+			d.log.Info("image not installed; its runtimes are not offered", "image", rt.Image, "path", tarball)
+			images[rt.Image] = ""
+			continue
+		}
+		notify(d.log, "STATUS=unpacking image "+rt.Image)
+		start := time.Now()
+		img, err := store.Import(ctx, tarball)
+		if err != nil {
+			return nil, nil, fmt.Errorf("image %s: %w", rt.Image, err)
+		}
+		d.log.Info("image ready", "image", rt.Image, "digest", img.Digest, "took", time.Since(start).Round(time.Millisecond))
+		images[rt.Image] = img.Path
+	}
+	for k, v := range images {
+		if v == "" {
+			delete(images, k)
+		}
+	}
+	return rts, images, nil
 }
 
 // listen opens the sockets systemd passed or, when it passed none, the configured ones.
