@@ -13,10 +13,10 @@ type ExecuteRequest struct {
 	Version string `json:"version,omitempty"`
 	// Code is the main file's content (named as the runtime's main file); Files follow
 	// it. Without Code, the first of Files is the main file. One of them is required.
-	Code  *string `json:"code,omitempty"`
-	Files []File  `json:"files,omitempty"`
-	Stdin string  `json:"stdin,omitempty"`
-	Args  []string `json:"args,omitempty"`
+	Code  *string           `json:"code,omitempty"`
+	Files []File            `json:"files,omitempty"`
+	Stdin string            `json:"stdin,omitempty"`
+	Args  []string          `json:"args,omitempty"`
 	Env   map[string]string `json:"env,omitempty"`
 	// Collect are globs, relative to /work, of files to return after the run.
 	Collect []string `json:"collect,omitempty"`
@@ -130,7 +130,7 @@ type TestResult struct {
 type CollectedFile struct {
 	Name      string `json:"name"`
 	Size      int64  `json:"size"`
-	Content   string `json:"content,omitempty"` // base64
+	Content   string `json:"content,omitempty"`  // base64
 	Encoding  string `json:"encoding,omitempty"` // "base64" when Content is set
 	Truncated bool   `json:"truncated,omitempty"`
 	Skipped   string `json:"skipped,omitempty"` // why it is listed without content

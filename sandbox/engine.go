@@ -4,16 +4,16 @@ package sandbox
 
 import (
 	"context"
-	"maps"
-	"slices"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -106,14 +106,14 @@ type Engine struct {
 	closed    bool
 	jobs      sync.WaitGroup
 	policy    Policy
-	initBin   string       // static copy of this binary, the jobs' pid 1
+	initBin   string            // static copy of this binary, the jobs' pid 1
 	roots     map[string]string // the jobs' roots by image name: read-only overlays of the images
-	devDir    string       // the jobs' /dev, read-only
-	ioDev     *blockDevice // the disk under the rootfs, which io limits throttle; nil: none
-	ioWeight  bool         // whether the host can weigh io (v1 needs BFQ)
-	stateRoot string       // libcontainer's state directory
-	jobsRoot  string       // per-job storage mounts
-	runLock   *os.File     // flock on RunDir: one engine per run dir (see sweep.go)
+	devDir    string            // the jobs' /dev, read-only
+	ioDev     *blockDevice      // the disk under the rootfs, which io limits throttle; nil: none
+	ioWeight  bool              // whether the host can weigh io (v1 needs BFQ)
+	stateRoot string            // libcontainer's state directory
+	jobsRoot  string            // per-job storage mounts
+	runLock   *os.File          // flock on RunDir: one engine per run dir (see sweep.go)
 	// seccompProg is Options.Seccomp compiled once, for the jobs' init to load (nil:
 	// libcontainer compiles it in every container, or there is no profile).
 	seccompProg *os.File

@@ -3,9 +3,9 @@ package sandbox
 import (
 	"cmp"
 	"errors"
-	"strings"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/docker/go-units"

@@ -2,10 +2,10 @@ package sandbox
 
 import (
 	"errors"
-	"maps"
-	"slices"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"

@@ -31,7 +31,7 @@ type Options struct {
 	GPUs         GPUSource // GET /v1/gpus; nil lists none
 	// Runtimes lists what the engine runs (GET /v1/runtimes); nil lists none.
 	Runtimes func() []sandbox.RuntimeInfo
-	Logger       *slog.Logger
+	Logger   *slog.Logger
 }
 
 // Server serves the API. Create it with New.

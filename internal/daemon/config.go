@@ -41,16 +41,16 @@ type Config struct {
 	RuntimesDir string `toml:"runtimes_dir"`
 	CgroupName  string `toml:"cgroup_name"` // the cgroup below the daemon's own that holds jobs
 
-	MaxJobs       int      `toml:"max_jobs"`       // jobs running at once
-	MaxQueue      int      `toml:"max_queue"`      // requests waiting for a slot; more get 429
-	PoolSize      int      `toml:"pool_size"`      // warm python containers kept ready; 0 disables the pool
+	MaxJobs  int `toml:"max_jobs"`  // jobs running at once
+	MaxQueue int `toml:"max_queue"` // requests waiting for a slot; more get 429
+	PoolSize int `toml:"pool_size"` // warm python containers kept ready; 0 disables the pool
 	// PoolSizes sets the pool of each runtime with a warm bootstrap, by name (python's
 	// overrides pool_size).
-	PoolSizes map[string]int `toml:"pool_sizes"`
-	OutputLimit   Size     `toml:"output_limit"`   // kept of each of stdout and stderr
-	MaxBody       Size     `toml:"max_body"`       // a request body; more get 413
-	MaxCode       Size     `toml:"max_code"`       // the code field; more get 413
-	ShutdownGrace Duration `toml:"shutdown_grace"` // running jobs' time to finish on stop, then killed
+	PoolSizes     map[string]int `toml:"pool_sizes"`
+	OutputLimit   Size           `toml:"output_limit"`   // kept of each of stdout and stderr
+	MaxBody       Size           `toml:"max_body"`       // a request body; more get 413
+	MaxCode       Size           `toml:"max_code"`       // the code field; more get 413
+	ShutdownGrace Duration       `toml:"shutdown_grace"` // running jobs' time to finish on stop, then killed
 
 	APITokenFile   string `toml:"api_token_file"`   // bearer token for TCP clients; "" = none
 	AdminTokenFile string `toml:"admin_token_file"` // bearer token for /v1/admin on TCP; "" = socket only
