@@ -206,7 +206,7 @@ func (e *Engine) containerConfig(id, storage, root string, lim Limits) *configs.
 // runProc hands the job its input, watches it until it ends, hits a limit or ctx ends,
 // and fills out. The clock starts here: for a warm container, when the code is handed
 // over. sink, if set, is told of output as it is read.
-func (e *Engine) runProc(ctx context.Context, id string, jp *jobProc, lim Limits, input []byte, sink func(EventType, []byte, bool), out *Outcome) (Status, error) {
+func (e *Engine) runProc(ctx context.Context, id string, jp *jobProc, lim Limits, input []byte, stream io.Reader, sink func(EventType, []byte, bool), out *Outcome) (Status, error) {
 	start := time.Now()
 	var err error
 	if jp.cpuBase, jp.userBase, jp.sysBase, err = cpuTimes(e.place.mode, jp.paths); err != nil {
@@ -221,7 +221,10 @@ func (e *Engine) runProc(ctx context.Context, id string, jp *jobProc, lim Limits
 	e.reg.started(id, jp.ctr) // from here an admin's kill reaches it
 	go func() {
 		// A job that never reads its stdin ends with the write failing (EPIPE).
-		_, _ = jp.stdin.Write(input)
+		_, err := jp.stdin.Write(input)
+		if err == nil && stream != nil {
+			_, _ = io.Copy(jp.stdin, stream)
+		}
 		jp.stdin.Close()
 	}()
 

@@ -108,6 +108,45 @@ func (e *Engine) Kill(id string) error {
 	return nil
 }
 
+// Signal sends sig to a running job's command (the process its init started, which
+// passes it on or not as any program would). A job between steps, or whose command has
+// ended, is not an error.
+func (e *Engine) Signal(id string, sig unix.Signal) error {
+	e.reg.mu.Lock()
+	j := e.reg.jobs[id]
+	var ctr *libcontainer.Container
+	if j != nil {
+		ctr = j.ctr
+	}
+	e.reg.mu.Unlock()
+	if j == nil {
+		return fmt.Errorf("%w: %q", ErrJobNotFound, id)
+	}
+	if ctr == nil {
+		return nil
+	}
+	st, err := ctr.State()
+	if err != nil {
+		return nil // the container is gone: the step ended
+	}
+	pid, err := firstChild(st.InitProcessPid)
+	if err != nil {
+		return nil
+	}
+	if err := unix.Kill(pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("signal job %s: %w", id, err)
+	}
+	return nil
+}
+
+// Signal sends sig to the job's command (see Engine.Signal).
+func (j *Job) Signal(sig unix.Signal) error {
+	if j.engine == nil {
+		return nil
+	}
+	return j.engine.Signal(j.ID, sig)
+}
+
 // KillAll kills every running job (shutdown after the grace period) and says how many.
 func (e *Engine) KillAll() int {
 	jobs := e.Jobs()

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"errors"
+	"io"
 	"fmt"
 	"path"
 	"regexp"
@@ -25,7 +26,10 @@ type Request struct {
 	Code  string
 	Files []File
 	Stdin []byte
-	Args  []string
+	// StdinStream, if set, is read after Stdin and fed to the run step's stdin until it
+	// ends (an interactive client); the job's stdin closes then. Not for test cases.
+	StdinStream io.Reader
+	Args        []string
 	// Env is added to the job's environment; names must pass the allowlist (see CheckEnv).
 	Env map[string]string
 	// Collect are globs (path.Match, relative to /work) of files to return after the run.

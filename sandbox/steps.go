@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,7 +23,7 @@ func (e *Engine) execute(ctx context.Context, p *prepared, lease *gpu.Lease, res
 	if !rt.Compiled() && len(p.req.Tests) == 0 {
 		if w := e.takeWarm(p, lease); w != nil {
 			res.Warm = true
-			status, err := e.runWarm(ctx, p, w, p.req.Args, p.req.Stdin, p.sink(StageRun, 0), &res.Outcome, undo)
+			status, err := e.runWarm(ctx, p, w, p.req.Args, p.req.Stdin, p.req.StdinStream, p.sink(StageRun, 0), &res.Outcome, undo)
 			if err != nil {
 				return err
 			}
@@ -46,7 +47,7 @@ func (e *Engine) execute(ctx context.Context, p *prepared, lease *gpu.Lease, res
 		st := &StageResult{}
 		res.Compile = st
 		st.Status, err = e.runCold(ctx, p, procSpec{id: p.id + "-compile", storage: storage,
-			argv: expand(rt.Compile, p.names[0], p.names, p.req.Args), lim: p.clim}, nil, p.sink(StageCompile, 0), &st.Outcome, &step)
+			argv: expand(rt.Compile, p.names[0], p.names, p.req.Args), lim: p.clim}, nil, nil, p.sink(StageCompile, 0), &st.Outcome, &step)
 		if cerr := step.run(); err == nil {
 			err = cerr
 		}
@@ -73,7 +74,7 @@ func (e *Engine) execute(ctx context.Context, p *prepared, lease *gpu.Lease, res
 	runArgv := func(args []string) []string { return expand(rt.Run, p.names[0], p.names, args) }
 	if len(p.req.Tests) == 0 {
 		res.Status, err = e.runCold(ctx, p, procSpec{id: p.id, storage: storage, argv: runArgv(p.req.Args), lim: p.lim, lease: lease},
-			p.req.Stdin, p.sink(StageRun, 0), &res.Outcome, undo)
+			p.req.Stdin, p.req.StdinStream, p.sink(StageRun, 0), &res.Outcome, undo)
 		if err != nil {
 			return err
 		}
@@ -100,7 +101,7 @@ func (e *Engine) runTests(ctx context.Context, p *prepared, lease *gpu.Lease, st
 		sink := p.sink(StageTest, i)
 		if w := e.takeWarm(p, lease); w != nil {
 			tr.Warm = true
-			tr.Status, err = e.runWarm(ctx, p, w, t.Args, t.Stdin, sink, &tr.Outcome, &step)
+			tr.Status, err = e.runWarm(ctx, p, w, t.Args, t.Stdin, nil, sink, &tr.Outcome, &step)
 		} else {
 			id := p.id + "-t" + strconv.Itoa(i)
 			var dir string
@@ -112,7 +113,7 @@ func (e *Engine) runTests(ctx context.Context, p *prepared, lease *gpu.Lease, st
 						err = e.makeOutDir(dir)
 					}
 					if err == nil {
-						tr.Status, err = e.runCold(ctx, p, spec, t.Stdin, sink, &tr.Outcome, &step)
+						tr.Status, err = e.runCold(ctx, p, spec, t.Stdin, nil, sink, &tr.Outcome, &step)
 					}
 				}
 			}
@@ -166,7 +167,7 @@ func (e *Engine) stopped(ctx context.Context, id string) bool {
 }
 
 // runCold starts a container for one step and runs it.
-func (e *Engine) runCold(ctx context.Context, p *prepared, s procSpec, stdin []byte, sink func(EventType, []byte, bool), out *Outcome, undo *cleanup) (Status, error) {
+func (e *Engine) runCold(ctx context.Context, p *prepared, s procSpec, stdin []byte, stream io.Reader, sink func(EventType, []byte, bool), out *Outcome, undo *cleanup) (Status, error) {
 	s.root = p.root
 	s.env = p.env()
 	out.ExitCode = -1
@@ -174,12 +175,12 @@ func (e *Engine) runCold(ctx context.Context, p *prepared, s procSpec, stdin []b
 	if err != nil {
 		return "", err
 	}
-	return e.runProc(ctx, p.id, jp, s.lim, stdin, sink, out)
+	return e.runProc(ctx, p.id, jp, s.lim, stdin, stream, sink, out)
 }
 
 // runWarm runs a job on a pooled container: its files are written into the
 // container's storage, its limits applied, and the bootstrap told what to run.
-func (e *Engine) runWarm(ctx context.Context, p *prepared, w *warmProc, args []string, stdin []byte, sink func(EventType, []byte, bool), out *Outcome, undo *cleanup) (Status, error) {
+func (e *Engine) runWarm(ctx context.Context, p *prepared, w *warmProc, args []string, stdin []byte, stream io.Reader, sink func(EventType, []byte, bool), out *Outcome, undo *cleanup) (Status, error) {
 	// Last, once the container is gone: start its replacement.
 	undo.push(func() error { w.pool.kick(); return nil })
 	*undo = append(*undo, w.undo...)
@@ -190,7 +191,7 @@ func (e *Engine) runWarm(ctx context.Context, p *prepared, w *warmProc, args []s
 	if err := e.dispatch(w, p.lim); err != nil {
 		return "", err
 	}
-	return e.runProc(ctx, p.id, w.proc, p.lim, bootstrapInput(p.names[0], args, stdin), sink, out)
+	return e.runProc(ctx, p.id, w.proc, p.lim, bootstrapInput(p.names[0], args, stdin), stream, sink, out)
 }
 
 // env is the job's whole environment: the fixed one, the runtime's, the request's.

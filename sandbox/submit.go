@@ -17,6 +17,7 @@ var ErrNotStarted = errors.New("the job did not start")
 // Job is a job the engine accepted. Its ID exists from the moment Submit returns.
 type Job struct {
 	ID     string
+	engine *Engine
 	done   chan struct{}
 	res    *Result
 	err    error
@@ -80,7 +81,7 @@ func (e *Engine) Submit(ctx context.Context, req Request) (*Job, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	j := &Job{ID: p.id, done: make(chan struct{}), cancel: cancel}
+	j := &Job{ID: p.id, engine: e, done: make(chan struct{}), cancel: cancel}
 	queued := time.Now()
 	go func() {
 		defer cancel()
