@@ -182,3 +182,37 @@ func getJSON(t *testing.T, url string, v any) {
 		t.Fatal(err)
 	}
 }
+
+// What code-interpreter users expect of the python image: numpy, pandas, scipy, PIL,
+// and a matplotlib PNG saved to /work and collected.
+func TestPythonScientificStack(t *testing.T) {
+	images := testenv.Images(t)
+	shipped, err := runtimes.Shipped()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := testenv.Engine(t, sandbox.Options{Images: images, Runtimes: shipped})
+	srv := httptest.NewServer(server.New(server.NewGate(e, nil), server.Options{Runtimes: e.Runtimes}))
+	defer srv.Close()
+	code := `import numpy as np, pandas as pd, scipy.stats, PIL.Image
+import matplotlib.pyplot as plt
+a = np.arange(10)
+df = pd.DataFrame({"x": a, "y": a ** 2})
+print(int(df.y.sum()), round(float(scipy.stats.norm.cdf(0)), 2))
+plt.plot(df.x, df.y)
+plt.savefig("out/plot.png")
+print(PIL.Image.open("out/plot.png").size)`
+	r := post(t, srv.URL, api.ExecuteRequest{Code: &code, Files: []api.File{{Name: "out/.keep"}}, Collect: []string{"out/*.png"},
+		Limits: &api.Limits{Timeout: raw(`"60s"`), CPUTime: raw(`"60s"`)}})
+	if r.Status != "ok" || r.Stdout != "285 0.5\n(640, 480)\n" {
+		t.Fatalf("%s %q %q", r.Status, r.Stdout, tail(r.Stderr))
+	}
+	if len(r.Files) != 1 || r.Files[0].Name != "out/plot.png" {
+		t.Fatalf("collected %+v", r.Files)
+	}
+	png, err := base64.StdEncoding.DecodeString(r.Files[0].Content)
+	if err != nil || !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) || int64(len(png)) != r.Files[0].Size {
+		t.Errorf("not the PNG: %d bytes, %v", len(png), err)
+	}
+	t.Logf("numpy+pandas+scipy+matplotlib job: wall %.0f ms, cpu %.0f ms, peak %d MB", r.WallMS, r.CPUMS, r.MemoryPeak>>20)
+}
