@@ -9,6 +9,7 @@ GOTAGS  := seccomp,netgo,osusergo
 GOBUILD := -tags=$(GOTAGS) -ldflags=-extldflags=-static
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 ROOTFS  ?= build/rootfs.tar.zst
+IMAGES_DIR ?= build/images
 ARGS    ?=
 
 .PHONY: all deps build rootfs run test test-unit test-vm bench clean
@@ -55,7 +56,7 @@ test-vm: build rootfs
 bench: build rootfs
 	@scripts/deps.sh bubblewrap crun
 	go build -o bin/sbxbench ./bench
-	bin/sbxbench -sandboxd bin/sandboxd -rootfs $(ROOTFS)
+	bin/sbxbench -sandboxd bin/sandboxd -rootfs $(ROOTFS) -images $(IMAGES_DIR)
 
 clean:
 	rm -rf bin build/state
