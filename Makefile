@@ -29,7 +29,7 @@ rootfs: deps
 # Delegate=yes gives): a terminal's is shared, so it runs in a transient scope.
 DELEGATE := $(shell [ -f /sys/fs/cgroup/cgroup.controllers ] && command -v systemd-run >/dev/null && echo systemd-run --scope --quiet -p Delegate=yes)
 run: build rootfs
-	$(DELEGATE) bin/sandboxd --rootfs $(ROOTFS) --state-dir build/state $(ARGS)
+	$(DELEGATE) bin/sandboxd --rootfs $(ROOTFS) --images-dir $(IMAGES_DIR) --state-dir build/state $(ARGS)
 
 # The tests run real jobs: they need root and the rootfs.
 test: build rootfs
