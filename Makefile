@@ -34,11 +34,11 @@ run: build rootfs
 # The tests run real jobs: they need root and the rootfs.
 test: build rootfs
 	go vet -tags=$(GOTAGS) ./...
-	SANDBOXD_ROOTFS=$(CURDIR)/$(ROOTFS) SANDBOXD_BIN=$(CURDIR)/bin/sandboxd \
+	SANDBOXD_ROOTFS=$(CURDIR)/$(ROOTFS) SANDBOXD_IMAGES=$(CURDIR)/$(IMAGES_DIR) SANDBOXD_BIN=$(CURDIR)/bin/sandboxd \
 		go test $(GOBUILD) -count=1 -timeout 20m ./...
-	# The engine and API suites again, every job on a warm pooled container when one is ready.
-	SANDBOXD_ROOTFS=$(CURDIR)/$(ROOTFS) SANDBOXD_TEST_POOL=2 \
-		go test $(GOBUILD) -count=1 -timeout 20m ./sandbox/ ./server/
+	# The engine, API and runtime suites again, every job on a warm pooled container when one is ready.
+	SANDBOXD_ROOTFS=$(CURDIR)/$(ROOTFS) SANDBOXD_IMAGES=$(CURDIR)/$(IMAGES_DIR) SANDBOXD_TEST_POOL=2 \
+		go test $(GOBUILD) -count=1 -timeout 20m ./sandbox/ ./server/ ./tests/runtimes/
 
 # cgroup v2 and systemd for real, on any Linux host (v1 too): two VMs (scripts/vmtest.sh).
 # Stage 1 runs VM_SUITES' real-job tests in a delegated v2 cgroup (tests/vm/cgroup2.sh);
