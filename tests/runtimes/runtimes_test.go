@@ -58,6 +58,9 @@ func TestEveryRuntime(t *testing.T) {
 	for _, rt := range list.Runtimes {
 		p := byRuntime[rt.Name]
 		t.Run(rt.Name, func(t *testing.T) {
+			if len(pools) > 0 && !rt.Warm {
+				t.Skip("no warm bootstrap: the run without SANDBOXD_TEST_POOL covers it")
+			}
 			exec := func(t *testing.T, req api.ExecuteRequest) api.Result {
 				t.Helper()
 				req.Language = rt.Name
