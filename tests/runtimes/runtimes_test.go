@@ -114,7 +114,8 @@ func TestEveryRuntime(t *testing.T) {
 				if r.Status != want && r.Status != p.hogStatus {
 					t.Errorf("%s (want %s) exit %d %q, compile %+v", r.Status, want, r.ExitCode, tail(r.Stderr), r.Compile)
 				}
-				if r.MemoryPeak > 128<<20 {
+				// The kernel may charge a page or so past the limit before it reclaims or kills.
+				if r.MemoryPeak > 128<<20+1<<20 {
 					t.Errorf("peak %d over the limit", r.MemoryPeak)
 				}
 			})
