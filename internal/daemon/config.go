@@ -54,6 +54,9 @@ type Config struct {
 
 	APITokenFile   string `toml:"api_token_file"`   // bearer token for TCP clients; "" = none
 	AdminTokenFile string `toml:"admin_token_file"` // bearer token for /v1/admin on TCP; "" = socket only
+	// Judge0AuthTokenFile holds the token Judge0 clients send as X-Auth-Token (Judge0's
+	// AUTHN_TOKEN); "" = the Judge0 front asks for none.
+	Judge0AuthTokenFile string `toml:"judge0_auth_token_file"`
 
 	LogFormat string `toml:"log_format"` // text or json
 	LogLevel  string `toml:"log_level"`  // debug, info, warn or error
@@ -245,7 +248,8 @@ func (c *Config) Validate() error {
 	if c.ShutdownGrace < 0 {
 		bad("shutdown_grace", "must not be negative")
 	}
-	for _, f := range []struct{ key, path string }{{"api_token_file", c.APITokenFile}, {"admin_token_file", c.AdminTokenFile}} {
+	for _, f := range []struct{ key, path string }{{"api_token_file", c.APITokenFile}, {"admin_token_file", c.AdminTokenFile},
+		{"judge0_auth_token_file", c.Judge0AuthTokenFile}} {
 		if f.path != "" {
 			if _, err := readToken(f.path); err != nil {
 				bad(f.key, "%v", err)
@@ -306,6 +310,18 @@ func (c *Config) Tokens() (api, admin string, err error) {
 		}
 	}
 	return api, admin, nil
+}
+
+// Judge0Token reads judge0_auth_token_file; unset gives "".
+func (c *Config) Judge0Token() (string, error) {
+	if c.Judge0AuthTokenFile == "" {
+		return "", nil
+	}
+	tok, err := readToken(c.Judge0AuthTokenFile)
+	if err != nil {
+		return "", fmt.Errorf("judge0_auth_token_file: %w", err)
+	}
+	return tok, nil
 }
 
 func readToken(path string) (string, error) {

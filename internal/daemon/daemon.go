@@ -147,6 +147,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		UploadDir: filepath.Join(cfg.StateDir, "rootfs"),
 	}).Register(srv)
 	srv.Handle("GET /metrics", metrics.Handler())
+	if err := d.mountFronts(srv, cfg, gate, engine); err != nil {
+		return err
+	}
 	handler := metrics.Wrap(d.auth.Wrap(srv))
 
 	lns, err := d.listen(cfg)

@@ -1,0 +1,21 @@
+package daemon
+
+import (
+	"github.com/sandboxd/sandboxd/fronts/judge0"
+	"github.com/sandboxd/sandboxd/fronts/piston"
+	"github.com/sandboxd/sandboxd/sandbox"
+	"github.com/sandboxd/sandboxd/server"
+)
+
+// mountFronts adds the Piston and Judge0 fronts: both call the gate, as /v1 does.
+func (d *Daemon) mountFronts(srv *server.Server, cfg Config, gate *server.Gate, engine *sandbox.Engine) error {
+	tok, err := cfg.Judge0Token()
+	if err != nil {
+		return err
+	}
+	piston.New(piston.Options{Run: gate, Runtimes: engine.Runtimes, Signal: engine.Signal,
+		MaxBody: int64(cfg.MaxBody), Logger: d.log}).Register(srv)
+	judge0.New(judge0.Options{Run: gate, Runtimes: engine.Runtimes, Policy: engine.Policy,
+		AuthToken: func() string { return tok }, MaxBody: int64(cfg.MaxBody), Logger: d.log}).Register(srv)
+	return nil
+}
