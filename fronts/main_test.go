@@ -340,7 +340,3 @@ func do(t *testing.T, method, url string, body io.Reader, hdr ...string) (int, [
 	}
 	return resp.StatusCode, b
 }
-
-
-
-
