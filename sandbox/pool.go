@@ -154,6 +154,12 @@ func (p *pool) take(lim Limits, lease *gpu.Lease) *warmProc {
 			p.kick()
 			continue
 		}
+		if !rlimitsFit(lim, w.lim) {
+			// dispatch could not raise the waiting process's hard rlimits (EPERM):
+			// the job runs cold, and the container waits for the next one.
+			p.ready = append([]*warmProc{w}, p.ready...)
+			return nil
+		}
 		// The replacement starts once this job is over (see runWarm): a container
 		// start is ~30 ms of CPU, which would otherwise compete with the job itself.
 		return w
@@ -273,4 +279,16 @@ func (e *Engine) takeWarm(p *prepared, lease *gpu.Lease) *warmProc {
 		return nil // a client environment must be there when the interpreter starts
 	}
 	return pl.take(p.lim, lease)
+}
+
+// rlimitsFit says whether a job's rlimits are within a warm container's: a hard limit
+// can be lowered in place but not raised.
+func rlimitsFit(job, warm Limits) bool {
+	have := rlimits(warm)
+	for i, rl := range rlimits(job) {
+		if rl.Hard > have[i].Hard {
+			return false
+		}
+	}
+	return true
 }
