@@ -425,7 +425,7 @@ func (f *Front) configInfo(w http.ResponseWriter, _ *http.Request) {
 	p := f.policy()
 	d, m := p.Default, p.Max
 	kb := func(v int64) int64 { return v / 1024 }
-	extra := min(defaultExtra, m.CPUTime.Seconds()-d.CPUTime.Seconds())
+	cpu, extra := cpuDefaults(d.CPUTime)
 	writeJSON(w, http.StatusOK, map[string]any{
 		"maintenance_mode":                                 false,
 		"enable_wait_result":                               true,
@@ -438,10 +438,10 @@ func (f *Front) configInfo(w http.ResponseWriter, _ *http.Request) {
 		"callbacks_timeout":                                5.0,
 		"enable_additional_files":                          true,
 		"max_queue_size":                                   100,
-		"cpu_time_limit":                                   d.CPUTime.Seconds(),
+		"cpu_time_limit":                                   cpu,
 		"max_cpu_time_limit":                               m.CPUTime.Seconds(),
 		"cpu_extra_time":                                   extra,
-		"max_cpu_extra_time":                               m.CPUTime.Seconds() - d.CPUTime.Seconds(),
+		"max_cpu_extra_time":                               m.CPUTime.Seconds() - cpu,
 		"wall_time_limit":                                  d.Timeout.Seconds(),
 		"max_wall_time_limit":                              m.Timeout.Seconds(),
 		"memory_limit":                                     kb(d.Memory),

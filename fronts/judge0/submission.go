@@ -342,11 +342,15 @@ func (f *Front) limits(e errs, b *submissionBody, s *submission, rt sandbox.Runt
 	}
 	s.NumberOfRuns = int(read("number_of_runs", b.NumberOfRuns, true, 0, true, maxNumberOfRuns, 1))
 	maxCPU := secs(max.CPUTime)
-	s.CPUTimeLimit = read("cpu_time_limit", b.CPUTimeLimit, false, 0, false, maxCPU, secs(def.CPUTime))
+	defCPU, defExtra := cpuDefaults(def.CPUTime)
+	s.CPUTimeLimit = read("cpu_time_limit", b.CPUTimeLimit, false, 0, false, maxCPU, defCPU)
 	if s.CPUTimeLimit == 0 {
 		s.CPUTimeLimit = maxCPU // isolate's 0: no limit; here the daemon's maximum
 	}
-	s.CPUExtraTime = read("cpu_extra_time", b.CPUExtraTime, false, 0, false, maxCPU-s.CPUTimeLimit, math.Min(defaultExtra, maxCPU-s.CPUTimeLimit))
+	if present(b.CPUTimeLimit) || s.CPUTimeLimit+defExtra > maxCPU {
+		defExtra = math.Min(defaultExtra, maxCPU-s.CPUTimeLimit)
+	}
+	s.CPUExtraTime = read("cpu_extra_time", b.CPUExtraTime, false, 0, false, maxCPU-s.CPUTimeLimit, defExtra)
 	s.WallTimeLimit = read("wall_time_limit", b.WallTimeLimit, false, math.Min(1, secs(max.Timeout)), false, secs(max.Timeout), secs(def.Timeout))
 	s.MemoryLimit = int64(read("memory_limit", b.MemoryLimit, true, minMemoryKB, false, float64(kb(max.Memory)), float64(kb(def.Memory))))
 	s.StackLimit = int64(read("stack_limit", b.StackLimit, true, 0, false, float64(kb(max.Stack)), float64(kb(def.Stack))))
@@ -366,6 +370,14 @@ func (f *Front) limits(e errs, b *submissionBody, s *submission, rt sandbox.Runt
 		Pids:     s.MaxProcesses,
 		FileSize: s.MaxFileSize * 1024,
 	}
+}
+
+// cpuDefaults splits the daemon's default CPU time into Judge0's cpu_time_limit and
+// cpu_extra_time, so that a submission that sets neither runs under exactly the
+// daemon's default (and so on a warm container, whose rlimits cannot be raised).
+func cpuDefaults(def time.Duration) (limit, extra float64) {
+	extra = math.Min(defaultExtra, def.Seconds()/2)
+	return def.Seconds() - extra, extra
 }
 
 func num(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
