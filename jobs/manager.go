@@ -139,6 +139,8 @@ type Manager struct {
 
 	workers   sync.WaitGroup
 	callbacks sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 	stop      context.CancelFunc // ends callback deliveries and the pruner
 	ctx       context.Context
 }
@@ -155,6 +157,15 @@ type live struct {
 	events *EventLog
 	cancel context.CancelFunc // set once it runs
 	stop   bool               // Cancel came
+	once   sync.Once
+}
+
+// end wakes the job's waiters and readers, once.
+func (l *live) end() {
+	l.once.Do(func() {
+		l.events.Close()
+		close(l.done)
+	})
 }
 
 // New opens (or creates) the store in opts.Dir, deals with the jobs a previous run left
@@ -543,8 +554,7 @@ func (m *Manager) finish(id string, res *sandbox.Result, event string) (Record, 
 	delete(m.live, id)
 	m.mu.Unlock()
 	if l != nil {
-		l.events.Close()
-		close(l.done)
+		l.end()
 	}
 	if err != nil {
 		return rec, err
@@ -608,16 +618,33 @@ func (m *Manager) Drain() {
 // them after its grace period), stops callback deliveries (pending ones resume at the
 // next start) and closes the store.
 func (m *Manager) Close(ctx context.Context) error {
-	m.Drain()
-	done := make(chan struct{})
-	go func() { m.workers.Wait(); close(done) }()
-	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = fmt.Errorf("jobs: running jobs not stored: %w", ctx.Err())
+	m.closeOnce.Do(func() {
+		m.Drain()
+		done := make(chan struct{})
+		go func() { m.workers.Wait(); close(done) }()
+		var err error
+		select {
+		case <-done:
+		case <-ctx.Done():
+			err = fmt.Errorf("jobs: running jobs not stored: %w", ctx.Err())
+		}
+		m.stop()
+		m.callbacks.Wait()
+		// Waiters and event readers of jobs left queued are answered now.
+		m.mu.Lock()
+		for _, l := range m.live {
+			l.end()
+		}
+		m.mu.Unlock()
+		m.closeErr = errors.Join(err, m.store.close())
+	})
+	return m.closeErr
+}
+
+// Check refuses a request Submit would refuse for its content, without storing it.
+func (m *Manager) Check(req sandbox.Request) error {
+	if req.ID == "" {
+		req.ID = newID()
 	}
-	m.stop()
-	m.callbacks.Wait()
-	return errors.Join(err, m.store.close())
+	return m.opts.Engine.Check(req)
 }
