@@ -391,4 +391,3 @@ func newStreamID() string {
 	_, _ = rand.Read(b)
 	return "sbx-" + hex.EncodeToString(b)
 }
-

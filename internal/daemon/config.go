@@ -115,8 +115,8 @@ func Default() Config {
 		JobRetention:      Duration(24 * time.Hour),
 		JobRetentionCount: 10000,
 		JobStoreMax:       1 << 30,
-		LogFormat:     "text",
-		LogLevel:      "info",
+		LogFormat:         "text",
+		LogLevel:          "info",
 	}
 	p := sandbox.DefaultPolicy()
 	c.Limits.Default, c.Limits.Max = limitSet(p.Default), limitSet(p.Max)
