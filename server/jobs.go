@@ -100,6 +100,9 @@ func (j *Jobs) jobError(err error, prefix string) error {
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):
+		if prefix != "" && ae.field != "" {
+			return &apiError{status: ae.status, field: prefix + ae.field, message: prefix + ae.message}
+		}
 		return ae
 	case errors.Is(err, jobs.ErrNotFound):
 		return &apiError{status: http.StatusNotFound, message: "no such job"}
