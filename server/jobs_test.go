@@ -647,4 +647,3 @@ func TestJobsBadRequests(t *testing.T) {
 	}
 	testenv.NoLeftovers(t, f.e)
 }
-
