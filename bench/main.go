@@ -192,6 +192,7 @@ func run() error {
 			return execute(client, warm.url, true)
 		}},
 	)
+	rows = append(rows, asyncRows(client, warm.url)...)
 	for _, r := range rows { // warm caches on every side
 		for range 10 {
 			if err := r.f(); err != nil {
