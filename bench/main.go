@@ -192,6 +192,7 @@ func run() error {
 			return execute(client, warm.url, true)
 		}},
 	)
+	rows = append(rows, asyncRows(client, warm.url)...)
 	rows = append(rows, frontRows(client, warm.url)...)
 	for _, r := range rows { // warm caches on every side
 		for range 10 {

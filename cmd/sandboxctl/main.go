@@ -36,6 +36,9 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		},
 		Commands: []*cli.Command{
 			runCommand,
+			submitCommand,
+			getCommand,
+			cancelCommand,
 			statusCommand,
 			jobsCommand,
 			killCommand,

@@ -39,6 +39,7 @@ units: --memory 512MB --timeout 30s. Flags go before FILE.`,
 		&cli.StringFlag{Name: "gpus", Usage: `how many GPUs, or "all"`},
 		&cli.StringSliceFlag{Name: "gpu", Usage: "a GPU by UUID or index (repeatable)"},
 		&cli.StringFlag{Name: "stdin", Usage: "file whose content is the job's standard input"},
+		streamFlag,
 		jsonFlag,
 	},
 	Action: func(c *cli.Context) error {
@@ -80,6 +81,9 @@ units: --memory 512MB --timeout 30s. Flags go before FILE.`,
 		cl, err := newClient(c)
 		if err != nil {
 			return err
+		}
+		if c.Bool("stream") {
+			return runStream(c, cl, body)
 		}
 		var raw json.RawMessage
 		if err := cl.do(c.Context, http.MethodPost, "/v1/execute", body, &raw); err != nil {

@@ -20,6 +20,7 @@ import (
 	sd "github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/sandboxd/sandboxd/gpu"
+	"github.com/sandboxd/sandboxd/jobs"
 	"github.com/sandboxd/sandboxd/rootfs"
 	"github.com/sandboxd/sandboxd/runtimes"
 	"github.com/sandboxd/sandboxd/sandbox"
@@ -141,6 +142,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 		MaxBodyBytes: int64(cfg.MaxBody), MaxCodeBytes: int64(cfg.MaxCode), GPUs: gpuSrc, Logger: d.log,
 		Runtimes: engine.Runtimes,
 	})
+	// Async jobs: their store is opened after the engine and closed before it (the
+	// manager's workers hand jobs to the engine until it drains).
+	mgr, err := jobs.New(jobs.Options{
+		Dir: filepath.Join(cfg.StateDir, "jobs"), Engine: engine, Slots: cfg.MaxJobs, MaxQueue: cfg.MaxAsyncQueue,
+		Retention: time.Duration(cfg.JobRetention), RetentionCount: cfg.JobRetentionCount, MaxStoreBytes: int64(cfg.JobStoreMax),
+		CallbacksOffHost: cfg.CallbacksOffHost, Callbacks: map[string]jobs.CallbackEncoder{"": server.JobCallback},
+		Draining: gate.Draining, Observer: metrics, Logger: d.log,
+	})
+	if err != nil {
+		return err
+	}
+	undo.push(func() { _ = mgr.Close(context.Background()) })
+	(&server.Jobs{Manager: mgr, Signal: engine.Signal, BatchParallel: cfg.MaxJobs}).Register(srv)
 	(&server.Admin{
 		Engine: engine, Gate: gate, Store: store, GPUs: gpuSrc, Rootfs: img.Digest,
 		Version: d.opts.Version, Started: time.Now(), MaxJobs: cfg.MaxJobs, MaxQueue: cfg.MaxQueue,
@@ -181,7 +195,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// Refuse new jobs before telling systemd (or anyone watching) that we stop.
 	gate.Drain()
 	notify(d.log, sd.SdNotifyStopping+"\nSTATUS=draining")
+	// Async jobs: none is handed to the engine any more; those queued stay queued in the
+	// store (the next start reports them lost, or runs those marked retry).
+	mgr.Drain()
 	d.drain(engine, gate, time.Duration(d.config().ShutdownGrace))
+	// The engine is empty: the running async jobs' results are being stored.
+	storeCtx, cancelStore := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := mgr.Close(storeCtx); err != nil {
+		d.log.Warn("close job store", "err", err)
+	}
+	cancelStore()
 	// Every job's handler has its result now: let them write it, then close.
 	shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
