@@ -165,6 +165,16 @@ func meta(s *submission) json.RawMessage {
 	return b
 }
 
+// callbackBody is what Judge0 PUTs to callback_url: the submission, base64 encoded,
+// with the default fields.
+func (s *submission) callbackBody(rec Record) ([]byte, error) {
+	out, err := s.render(rec.ID, rec, defaultFields, true)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(out)
+}
+
 func fromMeta(rec Record) (*submission, error) {
 	var s submission
 	if err := json.Unmarshal(rec.Meta, &s); err != nil {
@@ -183,13 +193,7 @@ func (f *Front) submit(ctx context.Context, b *submissionBody, b64 bool) (Record
 	if s.CallbackURL != nil {
 		opts.CallbackURL, opts.CallbackMethod = *s.CallbackURL, http.MethodPut
 		// Judge0 PUTs the submission, base64 encoded, with the default fields.
-		opts.CallbackBody = func(rec Record) ([]byte, error) {
-			out, err := s.render(rec.ID, rec, defaultFields, true)
-			if err != nil {
-				return nil, err
-			}
-			return json.Marshal(out)
-		}
+		opts.CallbackBody = s.callbackBody
 	}
 	rec, err := f.opts.Store.Submit(ctx, *req, opts)
 	return rec, s, nil, err
@@ -197,16 +201,45 @@ func (f *Front) submit(ctx context.Context, b *submissionBody, b64 bool) (Record
 
 // storeError answers a refusal from the store in Judge0's shape.
 func storeError(w http.ResponseWriter, err error) {
-	if errors.Is(err, ErrQueueFull) {
-		writeJSON(w, http.StatusServiceUnavailable, errorBody("queue is full"))
-		return
+	status, body := submitError(err)
+	writeJSON(w, status, body)
+}
+
+// submitError is a refusal as Judge0 says it: 503 "queue is full", 422 naming the
+// attribute at fault, or the runner's status with {"error": ...}.
+func submitError(err error) (int, any) {
+	switch {
+	case errors.Is(err, ErrQueueFull):
+		return http.StatusServiceUnavailable, errorBody("queue is full")
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound, errorBody("submission not found")
+	case errors.Is(err, ErrBadCallback):
+		return http.StatusUnprocessableEntity, errs{"callback_url": {err.Error()}}
 	}
 	status, field, msg := server.RunError(err)
 	if status == http.StatusBadRequest && field != "" {
-		writeJSON(w, http.StatusUnprocessableEntity, errs{field: {msg}})
-		return
+		return http.StatusUnprocessableEntity, errs{judge0Field(field): {msg}}
 	}
-	writeJSON(w, status, errorBody(msg))
+	return status, errorBody(msg)
+}
+
+// judge0Field names an engine field ("limits.memory", "files[0].name") as the
+// submission's attribute that set it.
+func judge0Field(f string) string {
+	switch {
+	case f == "code":
+		return "source_code"
+	case f == "args" || strings.HasPrefix(f, "args["), strings.HasPrefix(f, "tests["):
+		return "command_line_arguments"
+	case f == "files" || strings.HasPrefix(f, "files["):
+		return "additional_files"
+	}
+	if n, ok := map[string]string{"limits.memory": "memory_limit", "limits.cpu_time": "cpu_time_limit",
+		"limits.timeout": "wall_time_limit", "limits.stack": "stack_limit", "limits.pids": "max_processes_and_or_threads",
+		"limits.file_size": "max_file_size"}[f]; ok {
+		return n
+	}
+	return f
 }
 
 func (f *Front) create(w http.ResponseWriter, r *http.Request) {
@@ -303,11 +336,9 @@ func (f *Front) batchCreate(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case e != nil:
 			out = append(out, e)
-		case errors.Is(err, ErrQueueFull):
-			out = append(out, map[string]string{"error": "queue is full"})
 		case err != nil:
-			_, _, msg := server.RunError(err)
-			out = append(out, map[string]string{"error": msg})
+			_, body := submitError(err)
+			out = append(out, body)
 		default:
 			out = append(out, map[string]string{"token": rec.ID})
 			anyValid = true

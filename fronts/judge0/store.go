@@ -37,6 +37,9 @@ var ErrNotFound = errors.New("no such submission")
 // as it may (Judge0's max_queue_size).
 var ErrQueueFull = errors.New("queue is full")
 
+// ErrBadCallback is returned by Submit for a callback URL the store will not call.
+var ErrBadCallback = errors.New("callback URL refused")
+
 // SubmitOptions go with a submission.
 type SubmitOptions struct {
 	Meta        json.RawMessage // kept with the record: the front's own view of the request

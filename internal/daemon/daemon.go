@@ -19,6 +19,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	sd "github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/sandboxd/sandboxd/fronts/judge0"
 	"github.com/sandboxd/sandboxd/gpu"
 	"github.com/sandboxd/sandboxd/jobs"
 	"github.com/sandboxd/sandboxd/rootfs"
@@ -147,7 +148,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	mgr, err := jobs.New(jobs.Options{
 		Dir: filepath.Join(cfg.StateDir, "jobs"), Engine: engine, Slots: cfg.MaxJobs, MaxQueue: cfg.MaxAsyncQueue,
 		Retention: time.Duration(cfg.JobRetention), RetentionCount: cfg.JobRetentionCount, MaxStoreBytes: int64(cfg.JobStoreMax),
-		CallbacksOffHost: cfg.CallbacksOffHost, Callbacks: map[string]jobs.CallbackEncoder{"": server.JobCallback},
+		CallbacksOffHost: cfg.CallbacksOffHost, Callbacks: map[string]jobs.CallbackEncoder{"": server.JobCallback, judge0.CallbackKind: judge0.Callback},
 		Draining: gate.Draining, Observer: metrics, Logger: d.log,
 	})
 	if err != nil {
@@ -161,7 +162,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		UploadDir: filepath.Join(cfg.StateDir, "rootfs"),
 	}).Register(srv)
 	srv.Handle("GET /metrics", metrics.Handler())
-	if err := d.mountFronts(srv, cfg, gate, engine); err != nil {
+	if err := d.mountFronts(srv, cfg, gate, engine, mgr); err != nil {
 		return err
 	}
 	handler := metrics.Wrap(d.auth.Wrap(srv))

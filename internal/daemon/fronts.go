@@ -3,12 +3,14 @@ package daemon
 import (
 	"github.com/sandboxd/sandboxd/fronts/judge0"
 	"github.com/sandboxd/sandboxd/fronts/piston"
+	"github.com/sandboxd/sandboxd/jobs"
 	"github.com/sandboxd/sandboxd/sandbox"
 	"github.com/sandboxd/sandboxd/server"
 )
 
 // mountFronts adds the Piston and Judge0 fronts: both call the gate, as /v1 does.
-func (d *Daemon) mountFronts(srv *server.Server, cfg Config, gate *server.Gate, engine *sandbox.Engine) error {
+// Judge0's tokens and callbacks are the async job manager's.
+func (d *Daemon) mountFronts(srv *server.Server, cfg Config, gate *server.Gate, engine *sandbox.Engine, mgr *jobs.Manager) error {
 	tok, err := cfg.Judge0Token()
 	if err != nil {
 		return err
@@ -16,6 +18,6 @@ func (d *Daemon) mountFronts(srv *server.Server, cfg Config, gate *server.Gate, 
 	piston.New(piston.Options{Run: gate, Runtimes: engine.Runtimes, Signal: engine.Signal,
 		MaxBody: int64(cfg.MaxBody), Logger: d.log}).Register(srv)
 	judge0.New(judge0.Options{Run: gate, Runtimes: engine.Runtimes, Policy: engine.Policy,
-		AuthToken: func() string { return tok }, MaxBody: int64(cfg.MaxBody), Logger: d.log}).Register(srv)
+		Store: judge0.JobsStore{Manager: mgr}, AuthToken: func() string { return tok }, MaxBody: int64(cfg.MaxBody), Logger: d.log}).Register(srv)
 	return nil
 }
