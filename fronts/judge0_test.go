@@ -493,6 +493,7 @@ func TestJudge0Fields(t *testing.T) {
 			{map[string]any{"redirect_stderr_to_stdout": true}, "redirect_stderr_to_stdout"},
 			{map[string]any{"enable_per_process_and_thread_time_limit": true}, "enable_per_process_and_thread_time_limit"},
 			{map[string]any{"callback_url": "ftp://x"}, "callback_url"},
+			{map[string]any{"callback_url": "http://example.com/x"}, "callback_url"}, // off host, not allowed by default
 			{map[string]any{"additional_files": "not base64!"}, "additional_files"},
 			{map[string]any{"wall_time_limit": "soon"}, "wall_time_limit"},
 		} {

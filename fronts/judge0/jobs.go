@@ -79,13 +79,17 @@ func fromJobs(rec jobs.Record) Record {
 }
 
 func jobsError(err error) error {
-	switch {
-	case errors.Is(err, jobs.ErrNotFound):
-		return fmt.Errorf("%w: %w", ErrNotFound, err)
-	case errors.Is(err, jobs.ErrQueueFull):
-		return fmt.Errorf("%w: %w", ErrQueueFull, err)
-	case errors.Is(err, jobs.ErrBadCallback):
-		return fmt.Errorf("%w: %w", ErrBadCallback, err)
+	for _, p := range [][2]error{{jobs.ErrNotFound, ErrNotFound}, {jobs.ErrQueueFull, ErrQueueFull}, {jobs.ErrBadCallback, ErrBadCallback}} {
+		if errors.Is(err, p[0]) {
+			return kindError{kind: p[1], err: err}
+		}
 	}
 	return err
 }
+
+// kindError is the manager's error, reading as it does, that is also this package's
+// sentinel for errors.Is.
+type kindError struct{ kind, err error }
+
+func (e kindError) Error() string   { return e.err.Error() }
+func (e kindError) Unwrap() []error { return []error{e.kind, e.err} }
