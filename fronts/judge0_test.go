@@ -548,3 +548,53 @@ func TestJudge0Callback(t *testing.T) {
 		t.Fatal("no callback within a minute")
 	}
 }
+
+// judge0IDs are Judge0 CE's language ids for the runtimes sandboxd ships.
+var judge0IDs = map[string]int{"bash": 46, "c": 50, "c++": 54, "go": 60, "java": 62, "javascript": 63,
+	"python": 71, "ruby": 72, "rust": 73, "typescript": 74}
+
+// TestJudge0Languages runs the hello program of every installed runtime through its
+// Judge0 CE id, and checks /languages lists exactly those.
+func TestJudge0Languages(t *testing.T) {
+	need(t)
+	var list []map[string]any
+	j0JSON(t, "GET", "/languages", nil, http.StatusOK, &list)
+	listed := map[int]string{}
+	for _, l := range list {
+		listed[int(l["id"].(float64))] = l["name"].(string)
+	}
+	var subs []map[string]any
+	var want []string
+	for _, rt := range runtimes {
+		name, code, ok := helloFor(rt)
+		id, known := judge0IDs[name]
+		if !ok || !known {
+			t.Errorf("runtime %s has no Judge0 id or hello program in this test", rt.Name)
+			continue
+		}
+		if n := listed[id]; !strings.Contains(n, rt.Version) {
+			t.Errorf("language %d is %q, want %s's version %s in it", id, n, rt.Name, rt.Version)
+		}
+		delete(listed, id)
+		subs = append(subs, map[string]any{"language_id": id, "source_code": code, "command_line_arguments": "x 'y z'",
+			"expected_output": "hello from " + name + "\nx\ny z"})
+		want = append(want, name)
+	}
+	if len(listed) > 0 {
+		t.Errorf("languages listed without an installed runtime: %v", listed)
+	}
+	var created []map[string]any
+	j0JSON(t, "POST", "/submissions/batch", map[string]any{"submissions": subs}, http.StatusCreated, &created)
+	for i, c := range created {
+		tok, _ := c["token"].(string)
+		if tok == "" {
+			t.Errorf("%s refused: %v", want[i], c)
+			continue
+		}
+		s := poll(t, tok, "?fields=status,stdout,stderr,compile_output,language")
+		if st := s["status"].(map[string]any); st["id"] != float64(3) {
+			t.Errorf("%s: %v", want[i], s)
+		}
+	}
+	t.Logf("Judge0 ran: %s", strings.Join(want, ", "))
+}

@@ -112,6 +112,14 @@ func start() (stop func(), reason string, err error) {
 	cmd := exec.Command(bin, "--config", conf, "--rootfs", tarball, "--state-dir", state,
 		"--run-dir", filepath.Join(dir, "run"), "--listen", addr, "--pool-size", "2",
 		"--cgroup-name", fmt.Sprintf("sandboxd-fronts-%d", os.Getpid()), "--max-jobs", "4", "--max-queue", "64")
+	// Other runtimes' images and definitions, where the run has them (make test passes
+	// SANDBOXD_IMAGES); without, python and bash on the rootfs.
+	if dir := os.Getenv("SANDBOXD_IMAGES"); dir != "" {
+		cmd.Args = append(cmd.Args, "--images-dir", dir)
+	}
+	if dir := os.Getenv("SANDBOXD_RUNTIMES_DIR"); dir != "" {
+		cmd.Args = append(cmd.Args, "--runtimes-dir", dir)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return stop, "", err
