@@ -598,3 +598,40 @@ func TestJudge0Languages(t *testing.T) {
 	}
 	t.Logf("Judge0 ran: %s", strings.Join(want, ", "))
 }
+
+// TestCompileErrors: a compile error through both fronts, for each installed compiled
+// runtime (Judge0: Compilation Error with compile_output; Piston: a compile stage with
+// a non-zero code, repeated as run).
+func TestCompileErrors(t *testing.T) {
+	need(t)
+	broken := map[string]string{"c": "int main(void) { return }\n", "c++": "int main() { return }\n",
+		"go": "package main\nfunc main() { x }\n", "java": "public class Main { void f( }\n",
+		"rust": "fn main() { let }\n", "typescript": "const x: number = 'not a number';\n"}
+	ran := 0
+	for _, rt := range runtimes {
+		name, _, _ := helloFor(rt)
+		code, ok := broken[name]
+		if !rt.Compiled || !ok {
+			continue
+		}
+		ran++
+		t.Run(name, func(t *testing.T) {
+			var s map[string]any
+			j0JSON(t, "POST", "/submissions?wait=true", map[string]any{"language_id": judge0IDs[name], "source_code": code},
+				http.StatusCreated, &s)
+			if st := s["status"].(map[string]any); st["id"] != float64(6) || s["compile_output"] == nil || s["stdout"] != nil {
+				t.Errorf("judge0: %v", s)
+			}
+			status, b := post(t, daemonURL+"/api/v2/execute", map[string]any{"language": rt.Name, "version": rt.Version,
+				"files": []map[string]any{{"content": code}}})
+			var r pistonResult
+			if status != http.StatusOK || json.Unmarshal(b, &r) != nil || r.Compile == nil || r.Compile.Code == nil ||
+				*r.Compile.Code == 0 || r.Compile.Output == "" || r.Run.Output != r.Compile.Output {
+				t.Errorf("piston: %d %s", status, b)
+			}
+		})
+	}
+	if ran == 0 {
+		t.Skip("no compiled runtime is installed here (their images are missing)")
+	}
+}
