@@ -50,6 +50,7 @@ type Daemon struct {
 	engine *sandbox.Engine
 	gate   *server.Gate
 	auth   server.Auth
+	judge0 judge0Token // the Judge0 front's X-Auth-Token; Reload replaces it
 }
 
 // New prepares a daemon; cfg must have passed Validate. Nothing slow happens here.
@@ -358,6 +359,10 @@ func (d *Daemon) Reload(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	j0, err := cfg.Judge0Token()
+	if err != nil {
+		return err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.engine == nil {
@@ -367,6 +372,7 @@ func (d *Daemon) Reload(cfg Config) error {
 		return fmt.Errorf("reload limits: %w", err)
 	}
 	d.auth.SetTokens(api, admin)
+	d.judge0.set(j0)
 	d.gate.SetLogCode(cfg.LogCode)
 	if d.opts.Level != nil {
 		cfg.SetLevel(d.opts.Level)
@@ -387,7 +393,7 @@ func restartOnly(a, b Config) []string {
 	for i := range va.NumField() {
 		f := va.Type().Field(i)
 		switch key := strings.Split(f.Tag.Get("toml"), ",")[0]; key {
-		case "limits", "api_token_file", "admin_token_file", "log_level", "log_code", "shutdown_grace":
+		case "limits", "api_token_file", "admin_token_file", "judge0_auth_token_file", "log_level", "log_code", "shutdown_grace":
 		default:
 			if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
 				out = append(out, key)

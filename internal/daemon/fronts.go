@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"sync/atomic"
+
 	"github.com/sandboxd/sandboxd/fronts/judge0"
 	"github.com/sandboxd/sandboxd/fronts/piston"
 	"github.com/sandboxd/sandboxd/jobs"
@@ -15,9 +17,22 @@ func (d *Daemon) mountFronts(srv *server.Server, cfg Config, gate *server.Gate, 
 	if err != nil {
 		return err
 	}
+	d.judge0.set(tok)
 	piston.New(piston.Options{Run: gate, Runtimes: engine.Runtimes, Signal: engine.Signal,
 		MaxBody: int64(cfg.MaxBody), Logger: d.log}).Register(srv)
 	judge0.New(judge0.Options{Run: gate, Runtimes: engine.Runtimes, Policy: engine.Policy,
-		Store: judge0.JobsStore{Manager: mgr}, AuthToken: func() string { return tok }, MaxBody: int64(cfg.MaxBody), Logger: d.log}).Register(srv)
+		Store: judge0.JobsStore{Manager: mgr}, AuthToken: d.judge0.get, MaxBody: int64(cfg.MaxBody), Logger: d.log}).Register(srv)
 	return nil
+}
+
+// judge0Token holds judge0_auth_token_file's token, read at start and on reload.
+type judge0Token struct{ tok atomic.Pointer[string] }
+
+func (j *judge0Token) set(tok string) { j.tok.Store(&tok) }
+
+func (j *judge0Token) get() string {
+	if t := j.tok.Load(); t != nil {
+		return *t
+	}
+	return ""
 }
