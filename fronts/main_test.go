@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -121,6 +122,9 @@ func start() (stop func(), reason string, err error) {
 		cmd.Args = append(cmd.Args, "--runtimes-dir", dir)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// A test binary killed before TestMain's stop (a timeout, a closed pipe) must not
+	// leave the daemon running: it drains on SIGTERM as under systemd.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return stop, "", err
 	}
