@@ -187,25 +187,30 @@ func (s *Server) runJob(r *http.Request, req sandbox.Request, gpuField string) (
 	if err == nil {
 		return res, nil
 	}
+	return nil, s.runError(err, gpuField)
+}
+
+// runError maps the engine's refusal of a job to an HTTP error.
+func (s *Server) runError(err error, gpuField string) error {
 	var fe *sandbox.FieldError
 	switch {
 	case errors.As(err, &fe):
-		return nil, &apiError{status: http.StatusBadRequest, field: fe.Field, message: fe.Error()}
+		return &apiError{status: http.StatusBadRequest, field: fe.Field, message: fe.Error()}
 	case errors.Is(err, sandbox.ErrUnsupportedLanguage):
-		return nil, &apiError{status: http.StatusBadRequest, field: "language", message: "language: " + err.Error()}
+		return &apiError{status: http.StatusBadRequest, field: "language", message: "language: " + err.Error()}
 	case errors.Is(err, gpu.ErrInvalidRequest), errors.Is(err, gpu.ErrUnknownDevice), errors.Is(err, gpu.ErrNoGPUs):
-		return nil, &apiError{status: http.StatusBadRequest, field: gpuField, message: gpuField + ": " + err.Error()}
+		return &apiError{status: http.StatusBadRequest, field: gpuField, message: gpuField + ": " + err.Error()}
 	case errors.Is(err, gpu.ErrUnavailable):
-		return nil, &apiError{status: http.StatusConflict, field: gpuField, message: gpuField + ": " + err.Error()}
+		return &apiError{status: http.StatusConflict, field: gpuField, message: gpuField + ": " + err.Error()}
 	case errors.Is(err, sandbox.ErrBusy):
-		return nil, &apiError{status: http.StatusTooManyRequests, message: "all job slots and queue places are taken; retry shortly"}
+		return &apiError{status: http.StatusTooManyRequests, message: "all job slots and queue places are taken; retry shortly"}
 	case errors.Is(err, sandbox.ErrClosed):
-		return nil, &apiError{status: http.StatusServiceUnavailable, message: "the daemon is not taking new jobs (draining or shutting down); retry shortly"}
+		return &apiError{status: http.StatusServiceUnavailable, message: "the daemon is not taking new jobs (draining or shutting down); retry shortly"}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return nil, &apiError{status: http.StatusServiceUnavailable, message: "request ended while waiting for a job slot"}
+		return &apiError{status: http.StatusServiceUnavailable, message: "request ended while waiting for a job slot"}
 	}
 	s.log.Error("run job", "err", err)
-	return nil, &apiError{status: http.StatusInternalServerError, message: "internal error"}
+	return &apiError{status: http.StatusInternalServerError, message: "internal error"}
 }
 
 func (s *Server) fail(w http.ResponseWriter, err error) {

@@ -195,6 +195,10 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
+	if wantsNDJSON(r) {
+		s.executeStream(w, r, req, b64)
+		return
+	}
 	res, err := s.runJob(r, req, "limits.gpus")
 	if err != nil {
 		s.fail(w, err)

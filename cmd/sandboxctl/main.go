@@ -37,6 +37,9 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			runCommand,
 			runtimesCommand,
+			submitCommand,
+			getCommand,
+			cancelCommand,
 			statusCommand,
 			jobsCommand,
 			killCommand,

@@ -52,8 +52,20 @@ type Config struct {
 	MaxCode       Size           `toml:"max_code"`       // the code field; more get 413
 	ShutdownGrace Duration       `toml:"shutdown_grace"` // running jobs' time to finish on stop, then killed
 
+	// Async jobs (POST /v1/jobs): their queue, how long and how many finished ones the
+	// store under state_dir/jobs keeps, the bytes of results it keeps at most, and
+	// whether callbacks may go to other hosts than this one.
+	MaxAsyncQueue     int      `toml:"max_async_queue"`
+	JobRetention      Duration `toml:"job_retention"`
+	JobRetentionCount int      `toml:"job_retention_count"`
+	JobStoreMax       Size     `toml:"job_store_max"`
+	CallbacksOffHost  bool     `toml:"callbacks_off_host"`
+
 	APITokenFile   string `toml:"api_token_file"`   // bearer token for TCP clients; "" = none
 	AdminTokenFile string `toml:"admin_token_file"` // bearer token for /v1/admin on TCP; "" = socket only
+	// Judge0AuthTokenFile holds the token Judge0 clients send as X-Auth-Token (Judge0's
+	// AUTHN_TOKEN); "" = the Judge0 front asks for none.
+	Judge0AuthTokenFile string `toml:"judge0_auth_token_file"`
 
 	LogFormat string `toml:"log_format"` // text or json
 	LogLevel  string `toml:"log_level"`  // debug, info, warn or error
@@ -101,8 +113,13 @@ func Default() Config {
 		MaxBody:       2 << 20,
 		MaxCode:       512 << 10,
 		ShutdownGrace: Duration(30 * time.Second),
-		LogFormat:     "text",
-		LogLevel:      "info",
+
+		MaxAsyncQueue:     256,
+		JobRetention:      Duration(24 * time.Hour),
+		JobRetentionCount: 10000,
+		JobStoreMax:       1 << 30,
+		LogFormat:         "text",
+		LogLevel:          "info",
 	}
 	p := sandbox.DefaultPolicy()
 	c.Limits.Default, c.Limits.Max = limitSet(p.Default), limitSet(p.Max)
@@ -245,7 +262,20 @@ func (c *Config) Validate() error {
 	if c.ShutdownGrace < 0 {
 		bad("shutdown_grace", "must not be negative")
 	}
-	for _, f := range []struct{ key, path string }{{"api_token_file", c.APITokenFile}, {"admin_token_file", c.AdminTokenFile}} {
+	if c.MaxAsyncQueue < 1 {
+		bad("max_async_queue", "must be at least 1, not %d", c.MaxAsyncQueue)
+	}
+	if c.JobRetention <= 0 {
+		bad("job_retention", "must be positive")
+	}
+	if c.JobRetentionCount < 1 {
+		bad("job_retention_count", "must be at least 1, not %d", c.JobRetentionCount)
+	}
+	if c.JobStoreMax < 1<<20 {
+		bad("job_store_max", "must be at least 1MB")
+	}
+	for _, f := range []struct{ key, path string }{{"api_token_file", c.APITokenFile}, {"admin_token_file", c.AdminTokenFile},
+		{"judge0_auth_token_file", c.Judge0AuthTokenFile}} {
 		if f.path != "" {
 			if _, err := readToken(f.path); err != nil {
 				bad(f.key, "%v", err)
@@ -306,6 +336,18 @@ func (c *Config) Tokens() (api, admin string, err error) {
 		}
 	}
 	return api, admin, nil
+}
+
+// Judge0Token reads judge0_auth_token_file; unset gives "".
+func (c *Config) Judge0Token() (string, error) {
+	if c.Judge0AuthTokenFile == "" {
+		return "", nil
+	}
+	tok, err := readToken(c.Judge0AuthTokenFile)
+	if err != nil {
+		return "", fmt.Errorf("judge0_auth_token_file: %w", err)
+	}
+	return tok, nil
 }
 
 func readToken(path string) (string, error) {

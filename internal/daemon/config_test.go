@@ -232,7 +232,7 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	setting := regexp.MustCompile(`^# ([a-z_]+ = .*)$`)
+	setting := regexp.MustCompile(`^# ([a-z0-9_]+ = .*)$`)
 	var lines []string
 	for _, l := range strings.Split(string(b), "\n") {
 		lines = append(lines, setting.ReplaceAllString(l, "$1"))

@@ -19,7 +19,9 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	sd "github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/sandboxd/sandboxd/fronts/judge0"
 	"github.com/sandboxd/sandboxd/gpu"
+	"github.com/sandboxd/sandboxd/jobs"
 	"github.com/sandboxd/sandboxd/rootfs"
 	"github.com/sandboxd/sandboxd/runtimes"
 	"github.com/sandboxd/sandboxd/sandbox"
@@ -48,6 +50,7 @@ type Daemon struct {
 	engine *sandbox.Engine
 	gate   *server.Gate
 	auth   server.Auth
+	judge0 judge0Token // the Judge0 front's X-Auth-Token; Reload replaces it
 }
 
 // New prepares a daemon; cfg must have passed Validate. Nothing slow happens here.
@@ -141,12 +144,28 @@ func (d *Daemon) Run(ctx context.Context) error {
 		MaxBodyBytes: int64(cfg.MaxBody), MaxCodeBytes: int64(cfg.MaxCode), GPUs: gpuSrc, Logger: d.log,
 		Runtimes: engine.Runtimes,
 	})
+	// Async jobs: their store is opened after the engine and closed before it (the
+	// manager's workers hand jobs to the engine until it drains).
+	mgr, err := jobs.New(jobs.Options{
+		Dir: filepath.Join(cfg.StateDir, "jobs"), Engine: engine, Slots: cfg.MaxJobs, MaxQueue: cfg.MaxAsyncQueue,
+		Retention: time.Duration(cfg.JobRetention), RetentionCount: cfg.JobRetentionCount, MaxStoreBytes: int64(cfg.JobStoreMax),
+		CallbacksOffHost: cfg.CallbacksOffHost, Callbacks: map[string]jobs.CallbackEncoder{"": server.JobCallback, judge0.CallbackKind: judge0.Callback},
+		Draining: gate.Draining, Observer: metrics, Logger: d.log,
+	})
+	if err != nil {
+		return err
+	}
+	undo.push(func() { _ = mgr.Close(context.Background()) })
+	(&server.Jobs{Manager: mgr, Signal: engine.Signal, BatchParallel: cfg.MaxJobs}).Register(srv)
 	(&server.Admin{
 		Engine: engine, Gate: gate, Store: store, GPUs: gpuSrc, Rootfs: img.Digest,
 		Version: d.opts.Version, Started: time.Now(), MaxJobs: cfg.MaxJobs, MaxQueue: cfg.MaxQueue,
 		UploadDir: filepath.Join(cfg.StateDir, "rootfs"),
 	}).Register(srv)
 	srv.Handle("GET /metrics", metrics.Handler())
+	if err := d.mountFronts(srv, cfg, gate, engine, mgr); err != nil {
+		return err
+	}
 	handler := metrics.Wrap(d.auth.Wrap(srv))
 
 	lns, err := d.listen(cfg)
@@ -178,7 +197,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// Refuse new jobs before telling systemd (or anyone watching) that we stop.
 	gate.Drain()
 	notify(d.log, sd.SdNotifyStopping+"\nSTATUS=draining")
+	// Async jobs: none is handed to the engine any more; those queued stay queued in the
+	// store (the next start reports them lost, or runs those marked retry).
+	mgr.Drain()
 	d.drain(engine, gate, time.Duration(d.config().ShutdownGrace))
+	// The engine is empty: the running async jobs' results are being stored.
+	storeCtx, cancelStore := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := mgr.Close(storeCtx); err != nil {
+		d.log.Warn("close job store", "err", err)
+	}
+	cancelStore()
 	// Every job's handler has its result now: let them write it, then close.
 	shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -331,6 +359,10 @@ func (d *Daemon) Reload(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	j0, err := cfg.Judge0Token()
+	if err != nil {
+		return err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.engine == nil {
@@ -340,6 +372,7 @@ func (d *Daemon) Reload(cfg Config) error {
 		return fmt.Errorf("reload limits: %w", err)
 	}
 	d.auth.SetTokens(api, admin)
+	d.judge0.set(j0)
 	d.gate.SetLogCode(cfg.LogCode)
 	if d.opts.Level != nil {
 		cfg.SetLevel(d.opts.Level)
@@ -360,7 +393,7 @@ func restartOnly(a, b Config) []string {
 	for i := range va.NumField() {
 		f := va.Type().Field(i)
 		switch key := strings.Split(f.Tag.Get("toml"), ",")[0]; key {
-		case "limits", "api_token_file", "admin_token_file", "log_level", "log_code", "shutdown_grace":
+		case "limits", "api_token_file", "admin_token_file", "judge0_auth_token_file", "log_level", "log_code", "shutdown_grace":
 		default:
 			if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
 				out = append(out, key)
