@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -16,10 +17,14 @@ import (
 	"github.com/sandboxd/sandboxd/sandbox"
 )
 
-// mountsBelow lists the mount points at or below dir in this mount namespace.
+// mountsBelow lists the mount points at or below dir in this thread's mount namespace,
+// the host's. Not /proc/self: libcontainer leaves a thread that joined a container's
+// mount namespace locked there, and when that is the main thread, /proc/self shows it.
 func mountsBelow(t *testing.T, dir string) []string {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	b, err := os.ReadFile("/proc/thread-self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
