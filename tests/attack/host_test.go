@@ -22,8 +22,11 @@ for p in ("/etc/shadow", "/etc/gshadow", "/proc/1/root/etc/shadow", "/root"):
 import os, errno
 pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
 print(pids == sorted({1, os.getpid()}), pids)
-args = open("/proc/1/cmdline", "rb").read().split(b"\0")[1:]  # the init: [-s] python3 ...
-print(args[1] if args[0] == b"-s" else args[0])
+args = open("/proc/1/cmdline", "rb").read().split(b"\0")[1:]  # the init: [-c] [-n N:M] [-s] python3 ...
+i = 0
+while args[i].startswith(b"-"):
+    i += 2 if args[i] == b"-n" else 1
+print(args[i])
 try:
     os.kill({{daemon_pid}}, 0)
     print("daemon pid signalled")
