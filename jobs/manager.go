@@ -141,6 +141,7 @@ type Manager struct {
 	callbacks sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
+	pruneMu   sync.Mutex // one retention pass at a time, so the counts stay right
 	stop      context.CancelFunc // ends callback deliveries and the pruner
 	ctx       context.Context
 }
@@ -470,7 +471,7 @@ func (m *Manager) worker() {
 
 // run hands one job to the engine and stores how it ended.
 func (m *Manager) run(ctx context.Context, p *pending, l *live) {
-	rec, err := m.store.update(p.id, func(r *Record) {
+	_, err := m.store.update(p.id, func(r *Record) {
 		r.State, r.Started = StateRunning, time.Now().UTC()
 		r.Runs++
 	})
@@ -516,11 +517,7 @@ func (m *Manager) run(ctx context.Context, p *pending, l *live) {
 		if ctx.Err() != nil {
 			res.Status = sandbox.StatusCancelled
 		} else {
-			res.Error = "the job did not start: " + errors.Unwrap(err).Error()
-			var fe *sandbox.FieldError
-			if errors.As(err, &fe) {
-				res.Error = fe.Error()
-			}
+			res.Error = err.Error() // "the job did not start: <why>" (GPUs it could not have)
 			m.log.Warn("async job did not start", "job", p.id, "err", err)
 		}
 	}
@@ -528,7 +525,6 @@ func (m *Manager) run(ctx context.Context, p *pending, l *live) {
 	if res.Status == sandbox.StatusCancelled {
 		event = "cancelled"
 	}
-	_ = rec
 	if _, err := m.finish(p.id, res, event); err != nil {
 		m.log.Error("async job: store result", "job", p.id, "err", err)
 	}
@@ -571,6 +567,8 @@ func (m *Manager) finish(id string, res *sandbox.Result, event string) (Record, 
 
 // prune applies retention.
 func (m *Manager) prune() {
+	m.pruneMu.Lock()
+	defer m.pruneMu.Unlock()
 	m.mu.Lock()
 	count, bytes := m.count, m.bytes
 	m.mu.Unlock()
