@@ -141,7 +141,7 @@ type Manager struct {
 	callbacks sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
-	pruneMu   sync.Mutex // one retention pass at a time, so the counts stay right
+	pruneMu   sync.Mutex         // one retention pass at a time, so the counts stay right
 	stop      context.CancelFunc // ends callback deliveries and the pruner
 	ctx       context.Context
 }

@@ -89,10 +89,8 @@ func submitJob(t *testing.T, c *http.Client, body string) api.Job {
 // with retry, which then finishes.
 func TestJobsSurviveSIGKILL(t *testing.T) {
 	cfg := daemontest.Config(t, "sandboxd")
-	// The rootfs cache is shared across runs; the job store is this test's alone.
-	if err := os.RemoveAll(filepath.Join(cfg.StateDir, "jobs")); err != nil {
-		t.Fatal(err)
-	}
+	// The rootfs cache is shared across runs; the job store is this test's alone (its
+	// run dir's, removed at the end by daemontest).
 	cfg.PoolSize = 0
 	confPath := filepath.Join(t.TempDir(), "config.toml")
 	writeConfig(t, confPath, cfg)

@@ -145,7 +145,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// Async jobs: their store is opened after the engine and closed before it (the
 	// manager's workers hand jobs to the engine until it drains).
 	mgr, err := jobs.New(jobs.Options{
-		Dir: filepath.Join(cfg.StateDir, "jobs"), Engine: engine, Slots: cfg.MaxJobs, MaxQueue: cfg.MaxAsyncQueue,
+		Dir: cfg.JobsDir(), Engine: engine, Slots: cfg.MaxJobs, MaxQueue: cfg.MaxAsyncQueue,
 		Retention: time.Duration(cfg.JobRetention), RetentionCount: cfg.JobRetentionCount, MaxStoreBytes: int64(cfg.JobStoreMax),
 		CallbacksOffHost: cfg.CallbacksOffHost, Callbacks: map[string]jobs.CallbackEncoder{"": server.JobCallback},
 		Draining: gate.Draining, Observer: metrics, Logger: d.log,
