@@ -388,7 +388,7 @@ func (m *Manager) Events(id string) (*EventLog, error) {
 
 // Cancel stops a job: a queued one never runs (it is done, status cancelled); a
 // running one is killed and its result says cancelled. A finished job is left as it
-// is. It returns the job's record (final unless it was running: see Wait).
+// is. It returns the job's record, final unless a running job took over 2 s to end.
 func (m *Manager) Cancel(id string) (Record, error) {
 	m.mu.Lock()
 	for i, p := range m.queue {
@@ -408,10 +408,10 @@ func (m *Manager) Cancel(id string) (Record, error) {
 	}
 	m.mu.Unlock()
 	if l != nil {
-		// A job being handed to the engine right now sees stop before it starts.
+		// A kill takes milliseconds: answer with the job's end when it comes soon.
 		select {
 		case <-l.done:
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(2 * time.Second):
 		}
 	}
 	return m.store.get(id)

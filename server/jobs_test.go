@@ -501,14 +501,15 @@ func wsNext(t *testing.T, c *websocket.Conn, typ, want string) api.Event {
 func TestWebSocket(t *testing.T) {
 	f := newJobsAPI(t, sandbox.Options{}, jobs.Options{})
 	c := wsDial(t, f)
-	wsSend(t, c, `{"code": "import signal, sys\nsignal.signal(signal.SIGINT, lambda *a: print('got SIGINT', flush=True))\nfor line in sys.stdin:\n    print(line.strip().upper(), flush=True)\nprint('eof')"}`)
+	// One write per line (unbuffered print writes the text and the newline apart).
+	wsSend(t, c, `{"code": "import signal, sys\nsignal.signal(signal.SIGINT, lambda *a: sys.stdout.write('got SIGINT\\n'))\nfor line in sys.stdin:\n    sys.stdout.write(line.upper())\nprint('eof')"}`)
 	wsSend(t, c, `{"type": "stdin", "data": "hello\n"}`)
-	wsNext(t, c, "stdout", "HELLO")
+	wsNext(t, c, "stdout", "HELLO\n")
 	// Interactive: the second line is sent only after the first was answered.
 	wsSend(t, c, `{"type": "stdin", "data": "again\n"}`)
-	wsNext(t, c, "stdout", "AGAIN")
+	wsNext(t, c, "stdout", "AGAIN\n")
 	wsSend(t, c, `{"type": "signal", "signal": "SIGINT"}`)
-	wsNext(t, c, "stdout", "got SIGINT")
+	wsNext(t, c, "stdout", "got SIGINT\n")
 	// Bad messages are answered with an error naming the field; the job goes on.
 	wsSend(t, c, `{"type": "signal", "signal": "SIGSEGV"}`)
 	if ev := wsNext(t, c, "error", ""); ev.Field != "signal" {
