@@ -648,3 +648,17 @@ func TestJobsBadRequests(t *testing.T) {
 	}
 	testenv.NoLeftovers(t, f.e)
 }
+
+// While the daemon drains, new async jobs get 503; after it resumes, 202.
+func TestJobsDraining(t *testing.T) {
+	var draining atomic.Bool
+	f := newJobsAPI(t, sandbox.Options{}, jobs.Options{Draining: draining.Load})
+	draining.Store(true)
+	var e api.Error
+	if resp := f.do("POST", "/v1/jobs", `{"code": "print(1)"}`, nil, &e); resp.StatusCode != 503 || e.Error == "" {
+		t.Errorf("draining: HTTP %d %+v", resp.StatusCode, e)
+	}
+	draining.Store(false)
+	f.wait(f.submit(`{"code": "print(1)"}`, nil).ID)
+	testenv.NoLeftovers(t, f.e)
+}
