@@ -585,6 +585,25 @@ func TestBatch(t *testing.T) {
 			t.Errorf("async %d: %+v", i, r.Result)
 		}
 	}
+
+	// A batch client that goes away cancels its jobs, running and waiting.
+	ctx, cancel := context.WithCancel(context.Background())
+	sleep := `{"code": "import time; time.sleep(60)", "limits": {"timeout": 90}}`
+	req, _ := http.NewRequestWithContext(ctx, "POST", f.url+"/v1/batch", strings.NewReader(`{"jobs": [`+sleep+","+sleep+","+sleep+`]}`))
+	go http.DefaultClient.Do(req)
+	for deadline := time.Now().Add(20 * time.Second); len(f.e.Jobs()) < 2 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(f.e.Jobs()) != 2 {
+		t.Fatalf("batch jobs running: %v", f.e.Jobs())
+	}
+	cancel()
+	for deadline := time.Now().Add(10 * time.Second); len(f.e.Jobs()) > 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(f.e.Jobs()) != 0 {
+		t.Errorf("the batch's jobs outlived its client: %v", f.e.Jobs())
+	}
 	testenv.NoLeftovers(t, f.e)
 }
 
