@@ -2,6 +2,7 @@
 #   make run    build everything (apt packages, binaries, rootfs) and start the daemon
 #   make test   run the whole test suite (as root: it starts real containers)
 #   make bench  latency and throughput, side by side with bare python
+#   make rootfs [RUNTIMES=all|"python c ..."|IMAGES="gcc ..."]  the job images (README, Images)
 
 export CGO_ENABLED := 1
 # Static: the daemon binary doubles as each job's pid 1 inside the job's root filesystem.
@@ -9,9 +10,18 @@ GOTAGS  := seccomp,netgo,osusergo
 GOBUILD := -tags=$(GOTAGS) -ldflags=-extldflags=-static
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 ROOTFS  ?= build/rootfs.tar.zst
+IMAGES_DIR ?= build/images
 ARGS    ?=
+# Job images (images/NAME.packages) are built into build/images/NAME.tar.zst. The default
+# set keeps a fresh `make run` to a few minutes: python (runtimes python, bash) and node
+# (javascript, typescript). RUNTIMES=all, or a list of runtimes, picks the images they need;
+# IMAGES= names images directly. ROOTFS is always the python image.
+DEFAULT_IMAGES := python node
+RUNTIMES ?=
+IMAGES   ?= $(if $(RUNTIMES),$(shell scripts/runtime-images.sh $(RUNTIMES) || echo RUNTIMES-unknown),$(DEFAULT_IMAGES))
+IMAGE_JOBS ?= 2
 
-.PHONY: all deps build rootfs run test test-unit test-vm bench clean
+.PHONY: all deps build rootfs rootfs-all check-images run test test-unit test-vm bench clean
 all: build rootfs
 
 deps:
@@ -22,22 +32,31 @@ build: deps
 	go build -ldflags="-X main.version=$(VERSION)" -o bin/sandboxctl ./cmd/sandboxctl
 
 rootfs: deps
-	@scripts/mkrootfs.sh $(ROOTFS)
+	@scripts/mkimages.sh -j $(IMAGE_JOBS) build/images python $(IMAGES)
+	@scripts/mkrootfs.sh --image python $(ROOTFS)
+
+rootfs-all:
+	@$(MAKE) --no-print-directory rootfs IMAGES=all
+
+# Every runtime of runtimes/*.toml run for real in a chroot of its image (no daemon).
+check-images: rootfs-all
+	scripts/check-images.sh
 
 # On a cgroup v2 host the daemon needs a cgroup of its own, delegated (as systemd's
 # Delegate=yes gives): a terminal's is shared, so it runs in a transient scope.
 DELEGATE := $(shell [ -f /sys/fs/cgroup/cgroup.controllers ] && command -v systemd-run >/dev/null && echo systemd-run --scope --quiet -p Delegate=yes)
 run: build rootfs
-	$(DELEGATE) bin/sandboxd --rootfs $(ROOTFS) --state-dir build/state $(ARGS)
+	$(DELEGATE) bin/sandboxd --rootfs $(ROOTFS) --images-dir $(IMAGES_DIR) --state-dir build/state $(ARGS)
 
-# The tests run real jobs: they need root and the rootfs.
-test: build rootfs
+# The tests run real jobs: they need root and the rootfs, and every image (CI exercises
+# every runtime).
+test: build rootfs-all
 	go vet -tags=$(GOTAGS) ./...
-	SANDBOXD_ROOTFS=$(CURDIR)/$(ROOTFS) SANDBOXD_BIN=$(CURDIR)/bin/sandboxd \
+	SANDBOXD_ROOTFS=$(CURDIR)/$(ROOTFS) SANDBOXD_IMAGES=$(CURDIR)/$(IMAGES_DIR) SANDBOXD_BIN=$(CURDIR)/bin/sandboxd \
 		go test $(GOBUILD) -count=1 -timeout 20m ./...
-	# The engine and API suites again, every job on a warm pooled container when one is ready.
-	SANDBOXD_ROOTFS=$(CURDIR)/$(ROOTFS) SANDBOXD_TEST_POOL=2 \
-		go test $(GOBUILD) -count=1 -timeout 20m ./sandbox/ ./server/
+	# The engine, API and runtime suites again, every job on a warm pooled container when one is ready.
+	SANDBOXD_ROOTFS=$(CURDIR)/$(ROOTFS) SANDBOXD_IMAGES=$(CURDIR)/$(IMAGES_DIR) SANDBOXD_TEST_POOL=2 \
+		go test $(GOBUILD) -count=1 -timeout 20m ./sandbox/ ./server/ ./tests/runtimes/
 
 # cgroup v2 and systemd for real, on any Linux host (v1 too): two VMs (scripts/vmtest.sh).
 # Stage 1 runs VM_SUITES' real-job tests in a delegated v2 cgroup (tests/vm/cgroup2.sh);
@@ -55,7 +74,7 @@ test-vm: build rootfs
 bench: build rootfs
 	@scripts/deps.sh bubblewrap crun
 	go build -o bin/sbxbench ./bench
-	bin/sbxbench -sandboxd bin/sandboxd -rootfs $(ROOTFS)
+	bin/sbxbench -sandboxd bin/sandboxd -rootfs $(ROOTFS) -images $(IMAGES_DIR)
 
 clean:
 	rm -rf bin build/state

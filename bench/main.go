@@ -68,10 +68,15 @@ func startDaemon(pool int) (*daemon, error) {
 	if d.runDir, err = os.MkdirTemp("", "sbxbench-run-"); err != nil {
 		return nil, err
 	}
-	d.cmd = exec.Command(*bin, "--rootfs", *tarball, "--state-dir", *stateDir, "--run-dir", d.runDir,
+	// Every runtime with a warm bootstrap gets a pool of this size.
+	cfg := filepath.Join(d.runDir, "config.toml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("pool_sizes = { javascript = %d }\n", pool)), 0o644); err != nil {
+		return nil, err
+	}
+	d.cmd = exec.Command(*bin, "--rootfs", *tarball, "--images-dir", *imagesDir, "--state-dir", *stateDir, "--run-dir", d.runDir,
 		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--max-jobs", "8", "--max-queue", "64",
 		"--pool-size", strconv.Itoa(pool), "--cgroup-name", fmt.Sprintf("sandboxd-bench-%d", port),
-		"--config", "/dev/null")
+		"--config", cfg)
 	d.cmd.Stdout, d.cmd.Stderr = &d.logs, &d.logs
 	if err := d.cmd.Start(); err != nil {
 		return nil, err
@@ -237,6 +242,14 @@ func run() error {
 		}
 	}
 	fmt.Printf("\nwarm jobs that found the pool empty and started cold: %d of %d\n", coldFallbacks.Load(), warmJobs.Load())
+	defer func() {
+		if *imagesDir == "" {
+			return
+		}
+		if err := runtimeTable(client, cold, warm); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: runtimes:", err)
+		}
+	}()
 	fmt.Printf("sandboxd idle RSS (pool off): %.1f MB\n", float64(idleRSS)/1024)
 	if pooled > 0 {
 		fmt.Printf("per pooled container (PSS of its init and python): %.1f MB (%d containers)\n", float64(pss)/1024/float64(pooled), pooled)

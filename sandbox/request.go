@@ -2,8 +2,8 @@ package sandbox
 
 import (
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"path"
 	"regexp"
 	"strings"

@@ -99,7 +99,13 @@ func (r *Runtime) validate() error {
 
 var placeholders = []string{"{main}", "{stem}", "{sources}", "{args}", "{outdir}", "{out}"}
 
-// argv expands an argv template for a job whose main file is main, with files (all the
+// ExpandArgv expands an argv template (Runtime.Compile or Run) as the engine does for
+// a job whose main file is main, with files (all its file names, main first) and args.
+func ExpandArgv(tmpl []string, main string, files, args []string) []string {
+	return expand(tmpl, main, files, args)
+}
+
+// expand expands an argv template for a job whose main file is main, with files (all the
 // request's file names) and args.
 func expand(tmpl []string, main string, files, args []string) []string {
 	out := make([]string, 0, len(tmpl)+len(args))

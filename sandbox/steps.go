@@ -32,7 +32,13 @@ func (e *Engine) execute(ctx context.Context, p *prepared, lease *gpu.Lease, res
 			return err
 		}
 	}
-	storage, err := e.newStorage(p.id, p.lim, undo)
+	// A compile step may need more room than the program (a compiler's caches): the
+	// job's storage is the larger of the two steps' storage limits.
+	slim := p.lim
+	if rt.Compiled() {
+		slim.Storage = max(slim.Storage, p.clim.Storage)
+	}
+	storage, err := e.newStorage(p.id, slim, undo)
 	if err != nil {
 		return err
 	}

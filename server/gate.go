@@ -45,6 +45,7 @@ func (g *Gate) Run(ctx context.Context, req sandbox.Request) (*sandbox.Result, e
 	l := res.Limits
 	attrs := []slog.Attr{
 		slog.String("job", res.ID),
+		slog.String("runtime", res.Runtime),
 		slog.String("status", string(res.Status)),
 		slog.Int("exit_code", res.ExitCode),
 		slog.Float64("wall_ms", res.WallMS),
@@ -58,6 +59,12 @@ func (g *Gate) Run(ctx context.Context, req sandbox.Request) (*sandbox.Result, e
 	}
 	if res.Signal != "" {
 		attrs = append(attrs, slog.String("signal", res.Signal))
+	}
+	if len(res.Tests) > 0 {
+		attrs = append(attrs, slog.Int("tests", len(res.Tests)), slog.Int("tests_passed", res.TestsPassed))
+	}
+	if res.Compile != nil {
+		attrs = append(attrs, slog.String("compile_status", string(res.Compile.Status)), slog.Float64("compile_wall_ms", res.Compile.WallMS))
 	}
 	if len(res.GPUs) > 0 {
 		attrs = append(attrs, slog.Any("gpus", res.GPUs))

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 
@@ -55,10 +54,9 @@ var getCommand = &cli.Command{
 				return cli.Exit("job "+j.ID+" is done but has no result", exitDaemon)
 			}
 			if !c.Bool("json") {
-				io.WriteString(c.App.Writer, j.Result.Stdout)
-				io.WriteString(c.App.ErrWriter, j.Result.Stderr)
+				printResult(c, j.Result)
 			}
-			return j.Result.exit()
+			return exitOf(j.Result)
 		case "lost":
 			return cli.Exit(fmt.Sprintf("job %s: lost: %s", j.ID, j.LostReason), exitDaemon)
 		}

@@ -36,6 +36,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		},
 		Commands: []*cli.Command{
 			runCommand,
+			runtimesCommand,
 			submitCommand,
 			getCommand,
 			cancelCommand,

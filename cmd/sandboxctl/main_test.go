@@ -74,16 +74,32 @@ func TestCommands(t *testing.T) {
 			{"memory", "", []string{"--memory", "32MB", file(t, "e.py", "x = bytearray(200 << 20)")}, "", "ran out of memory", 137},
 			{"bad limit", "", []string{"--memory", "lots", file(t, "f.py", "")}, "", "limits.memory", 125},
 			{"no file", "", []string{"/nonexistent.py"}, "", "no such file", 125},
+			{"args and extra files", "", []string{"--arg", "x", "--arg", "y z", file(t, "m.py", "import sys, util\nprint(sys.argv[1:], util.V)"),
+				file(t, "util.py", "V = 7")}, "['x', 'y z'] 7\n", "", 0},
+			{"lang", "", []string{"--lang", "bash", "--arg", "a", file(t, "s.sh", "echo $0 \"$@\"")}, "s.sh a\n", "", 0},
+			{"tests", "", []string{"--test", file(t, "in1", "2") + ":" + file(t, "out1", "4"), "--test", file(t, "in2", "3") + ":" + file(t, "out2", "7"),
+				file(t, "t.py", "print(int(input()) * 2)")}, "test 1: passed", "", 1},
+			{"env", "", []string{"--env", "WHO=me", file(t, "v.py", "import os; print(os.environ['WHO'])")}, "me\n", "", 0},
+			{"bad env", "", []string{"--env", "PATH=/x", file(t, "v2.py", "")}, "", "env.PATH", 125},
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
 				o := run(c.stdin, append([]string{"run"}, c.args...)...)
-				if o.code != c.code || o.stdout != c.stdout || !strings.Contains(o.stderr, c.stderr) {
+				if o.code != c.code || !strings.HasPrefix(o.stdout, c.stdout) || (c.name != "tests" && o.stdout != c.stdout) || !strings.Contains(o.stderr, c.stderr) {
 					t.Errorf("exit %d stdout %q stderr %q, want %d %q %q", o.code, o.stdout, o.stderr, c.code, c.stdout, c.stderr)
 				}
 			})
 		}
-		o := run("", "run", "--json", file(t, "g.py", "print(1)"))
+		// --collect writes what the job left into a directory; a symlink is named, not written.
+		dir := t.TempDir()
+		o := run("", "run", "--collect", dir, "--glob", "out/*", file(t, "w.py", "import os\nos.mkdir('out')\nopen('out/r.txt', 'w').write('R')\nos.symlink('/etc/passwd', 'out/l')"))
+		if b, err := os.ReadFile(filepath.Join(dir, "out/r.txt")); err != nil || string(b) != "R" || o.code != 0 || !strings.Contains(o.stderr, "not collected: out/l") {
+			t.Errorf("collect: %v %q, exit %d, stderr %q", err, b, o.code, o.stderr)
+		}
+		if _, err := os.Lstat(filepath.Join(dir, "out/l")); err == nil {
+			t.Error("the symlink was written")
+		}
+		o = run("", "run", "--json", file(t, "g.py", "print(1)"))
 		var res map[string]any
 		if json.Unmarshal([]byte(o.stdout), &res) != nil || res["status"] != "ok" || o.code != 0 {
 			t.Errorf("run --json: %d %q", o.code, o.stdout)

@@ -11,6 +11,8 @@ import (
 	"net/http"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/sandboxd/sandboxd/api"
 )
 
 var streamFlag = &cli.BoolFlag{Name: "stream", Usage: "print the output as the job writes it (NDJSON from the daemon)"}
@@ -24,20 +26,20 @@ type streamEvent struct {
 	Error    string          `json:"error"`
 }
 
-// runStream runs body, printing stdout and stderr chunks as they come (exact bytes:
+// runStream runs req, printing stdout and stderr chunks as they come (exact bytes:
 // it asks for base64), then exits as run does.
-func runStream(c *cli.Context, cl *client, body map[string]any) error {
-	body["output_encoding"] = "base64"
-	js, err := json.Marshal(body)
+func runStream(c *cli.Context, cl *client, req *api.ExecuteRequest) error {
+	req.OutputEncoding = "base64"
+	js, err := json.Marshal(req)
 	if err != nil {
 		return err
 	}
-	req, err := cl.request(c, http.MethodPost, "/v1/execute", bytes.NewReader(js))
+	hr, err := cl.request(c, http.MethodPost, "/v1/execute", bytes.NewReader(js))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Accept", "application/x-ndjson")
-	resp, err := cl.http.Do(req)
+	hr.Header.Set("Accept", "application/x-ndjson")
+	resp, err := cl.http.Do(hr)
 	if err != nil {
 		return fmt.Errorf("cannot reach sandboxd at %s: %w", cl.where, err)
 	}
@@ -76,11 +78,14 @@ func runStream(c *cli.Context, cl *client, body map[string]any) error {
 					return err
 				}
 			}
-			var res jobResult
+			var res api.Result
 			if err := json.Unmarshal(ev.Result, &res); err != nil {
 				return fmt.Errorf("unexpected answer from sandboxd: %w", err)
 			}
-			return res.exit()
+			if len(res.Tests) > 0 && !c.Bool("json") {
+				printResult(c, &res) // the verdicts
+			}
+			return exitOf(&res)
 		}
 	}
 	if err := sc.Err(); err != nil {

@@ -6,75 +6,45 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/sandboxd/sandboxd/api"
 )
 
 var submitCommand = &cli.Command{
 	Name:      "submit",
-	Usage:     "queue a Python file (- reads standard input) as an async job and print its id",
-	ArgsUsage: "FILE|-",
-	Description: `The job runs when a slot is free; its result is kept by the daemon (see sandboxctl
-get ID --wait). With --retry, a restart of the daemon that interrupts it runs it again
-instead of reporting it lost. Flags go before FILE.`,
-	Flags: []cli.Flag{
-		&cli.StringFlag{Name: "timeout", Usage: "wall-clock limit, e.g. 30s"},
-		&cli.StringFlag{Name: "memory", Usage: "RAM, e.g. 512MB"},
-		&cli.StringFlag{Name: "stdin", Usage: "file whose content is the job's standard input"},
-		&cli.BoolFlag{Name: "retry", Usage: "run it again if a restart of the daemon interrupts it"},
-		&cli.StringFlag{Name: "callback-url", Usage: "POST the finished job there"},
-		&cli.StringFlag{Name: "idempotency-key", Usage: "a second submit with the same key returns the first job"},
-		jsonFlag,
-	},
+	Usage:     "queue a program (- reads it from standard input) as an async job and print its id",
+	ArgsUsage: "FILE|- [EXTRA-FILE...]",
+	Description: `Takes what run takes (--lang, --arg, --env, --test, limits). The job runs when a
+slot is free; the daemon keeps its result (sandboxctl get ID --wait). With --retry, a
+restart of the daemon that interrupts it runs it again instead of reporting it lost.
+Flags go before FILE.`,
 	Action: func(c *cli.Context) error {
-		if c.NArg() != 1 {
-			return cli.Exit("submit takes one FILE (or - for standard input)", exitDaemon)
+		if c.NArg() < 1 {
+			return cli.Exit("submit takes a FILE (or - for standard input), then any extra files", exitDaemon)
 		}
-		code, err := readArg(c, c.Args().First())
+		req, err := runRequest(c)
 		if err != nil {
 			return err
 		}
-		body := map[string]any{"code": string(code)}
-		if f := c.String("stdin"); f != "" {
-			in, err := os.ReadFile(f)
-			if err != nil {
-				return err
-			}
-			body["stdin"] = string(in)
-		}
-		limits := map[string]any{}
-		for _, k := range []string{"timeout", "memory"} {
-			if v := c.String(k); v != "" {
-				limits[k] = v
-			}
-		}
-		if len(limits) > 0 {
-			body["limits"] = limits
-		}
-		if c.Bool("retry") {
-			body["retry"] = true
-		}
-		if u := c.String("callback-url"); u != "" {
-			body["callback_url"] = u
+		js, err := json.Marshal(api.JobRequest{ExecuteRequest: *req, Retry: c.Bool("retry"), CallbackURL: c.String("callback-url")})
+		if err != nil {
+			return err
 		}
 		cl, err := newClient(c)
 		if err != nil {
 			return err
 		}
-		js, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		req, err := cl.request(c, http.MethodPost, "/v1/jobs", bytes.NewReader(js))
+		hr, err := cl.request(c, http.MethodPost, "/v1/jobs", bytes.NewReader(js))
 		if err != nil {
 			return err
 		}
 		if k := c.String("idempotency-key"); k != "" {
-			req.Header.Set("Idempotency-Key", k)
+			hr.Header.Set("Idempotency-Key", k)
 		}
-		raw, err := cl.send(req)
+		raw, err := cl.send(hr)
 		if err != nil {
 			return err
 		}
@@ -90,14 +60,30 @@ instead of reporting it lost. Flags go before FILE.`,
 	},
 }
 
+// submit takes run's flags but those about the answer, and its own.
+func init() {
+	for _, f := range runCommand.Flags {
+		switch f.Names()[0] {
+		case "stream", "collect", "glob", "json":
+			continue
+		}
+		submitCommand.Flags = append(submitCommand.Flags, f)
+	}
+	submitCommand.Flags = append(submitCommand.Flags,
+		&cli.BoolFlag{Name: "retry", Usage: "run it again if a restart of the daemon interrupts it"},
+		&cli.StringFlag{Name: "callback-url", Usage: "POST the finished job there"},
+		&cli.StringFlag{Name: "idempotency-key", Usage: "a second submit with the same key returns the first job"},
+		jsonFlag)
+}
+
 // asyncJob is what the job commands read of GET /v1/jobs/{id}.
 type asyncJob struct {
-	ID         string     `json:"id"`
-	State      string     `json:"state"`
-	Submitted  string     `json:"submitted"`
-	Runs       int        `json:"runs"`
-	LostReason string     `json:"lost_reason"`
-	Result     *jobResult `json:"result"`
+	ID         string      `json:"id"`
+	State      string      `json:"state"`
+	Submitted  string      `json:"submitted"`
+	Runs       int         `json:"runs"`
+	LostReason string      `json:"lost_reason"`
+	Result     *api.Result `json:"result"`
 	Callback   *struct {
 		State     string `json:"state"`
 		Attempts  int    `json:"attempts"`

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -75,12 +76,58 @@ func Rootfs(t testing.TB) string {
 	return rootfsPath
 }
 
+var (
+	imagesOnce sync.Once
+	images     map[string]string
+	imagesErr  error
+)
+
+// Images returns every runtime image of SANDBOXD_IMAGES (a directory of
+// <image>.tar.zst, as make rootfs builds them), unpacked once into the persistent test
+// store, by image name; or skips the test, saying why.
+func Images(t testing.TB) map[string]string {
+	t.Helper()
+	Tarball(t) // root, and a rootfs for the store
+	dir := os.Getenv("SANDBOXD_IMAGES")
+	if dir == "" {
+		t.Skip("SANDBOXD_IMAGES is not set: run `make test`, which builds every image")
+	}
+	imagesOnce.Do(func() {
+		state := StateDir()
+		store, err := rootfs.NewStore(filepath.Join(state, "rootfs"), rootfs.Options{})
+		if err != nil {
+			imagesErr = err
+			return
+		}
+		tarballs, err := filepath.Glob(filepath.Join(dir, "*.tar.zst"))
+		if err != nil || len(tarballs) == 0 {
+			imagesErr = fmt.Errorf("no images in %s (%v)", dir, err)
+			return
+		}
+		images = map[string]string{}
+		for _, tb := range tarballs {
+			img, err := store.Import(context.Background(), tb)
+			if err != nil {
+				imagesErr = fmt.Errorf("import %s: %w", tb, err)
+				return
+			}
+			images[strings.TrimSuffix(filepath.Base(tb), ".tar.zst")] = img.Path
+		}
+	})
+	if imagesErr != nil {
+		t.Fatalf("test images: %v", imagesErr)
+	}
+	return images
+}
+
 // Engine starts a real engine for the test with its own run dir and jobs cgroup (so test
 // binaries running in parallel never see each other's jobs), the real seccomp profile,
 // and defaults for what opts leaves zero. At the end it checks that nothing is left.
 func Engine(t testing.TB, opts sandbox.Options) *sandbox.Engine {
 	t.Helper()
-	opts.Rootfs = Rootfs(t)
+	if opts.Images == nil {
+		opts.Rootfs = Rootfs(t)
+	}
 	if opts.RunDir == "" {
 		opts.RunDir = RunDir(t)
 	}

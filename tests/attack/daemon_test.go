@@ -154,7 +154,7 @@ func TestDaemonBadRequests(t *testing.T) {
 		{"memory beyond the maximum", `{"code":"1","limits":{"memory":"1PB"}}`, http.StatusBadRequest, "limits.memory"},
 		{"negative timeout", `{"code":"1","limits":{"timeout":-1}}`, http.StatusBadRequest, "limits.timeout"},
 		{"pids beyond the maximum", `{"code":"1","limits":{"pids":1000000}}`, http.StatusBadRequest, "limits.pids"},
-		{"unknown language", `{"code":"1","language":"bash"}`, http.StatusBadRequest, "language"},
+		{"unknown language", `{"code":"1","language":"cobol"}`, http.StatusBadRequest, "language"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -187,8 +187,8 @@ ctypes.string_at(0)
 			cwd, _ := os.Getwd()
 			for _, dir := range []string{r.d.dir, cwd} {
 				_ = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-					if p == filepath.Join(r.d.runDir, "root") {
-						return fs.SkipDir // the jobs' read-only root: the rootfs itself
+					if p == filepath.Join(r.d.runDir, "root") || p == filepath.Join(r.d.runDir, "roots") {
+						return fs.SkipDir // the jobs' read-only roots: the images themselves
 					}
 					if err == nil && strings.HasPrefix(e.Name(), "core") {
 						t.Errorf("core file on the host: %s", p)

@@ -323,9 +323,10 @@ func (d *daemon) jobIDs() map[string][]string {
 		}
 	}
 	for _, m := range mountsUnder(d.runDir) {
-		// The daemon's own mounts, made once at start for every job: the jobs' root
-		// (an overlay of the rootfs), the tmpfs holding the jobs' init, their /dev.
-		if m == filepath.Join(d.runDir, "root") || m == filepath.Join(d.runDir, "init") || m == filepath.Join(d.runDir, "dev") {
+		// The daemon's own mounts, made once at start for every job: the jobs' roots
+		// (an overlay of each image), the tmpfs holding the jobs' init, their /dev.
+		if m == filepath.Join(d.runDir, "root") || filepath.Dir(m) == filepath.Join(d.runDir, "roots") ||
+			m == filepath.Join(d.runDir, "init") || m == filepath.Join(d.runDir, "dev") {
 			continue
 		}
 		ids[filepath.Base(m)] = append(ids[filepath.Base(m)], "mount "+m)
