@@ -141,6 +141,7 @@ type Manager struct {
 	callbacks sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
+	pruneMu   sync.Mutex         // one retention pass at a time, so the counts stay right
 	stop      context.CancelFunc // ends callback deliveries and the pruner
 	ctx       context.Context
 }
@@ -387,7 +388,7 @@ func (m *Manager) Events(id string) (*EventLog, error) {
 
 // Cancel stops a job: a queued one never runs (it is done, status cancelled); a
 // running one is killed and its result says cancelled. A finished job is left as it
-// is. It returns the job's record (final unless it was running: see Wait).
+// is. It returns the job's record, final unless a running job took over 2 s to end.
 func (m *Manager) Cancel(id string) (Record, error) {
 	m.mu.Lock()
 	for i, p := range m.queue {
@@ -407,10 +408,10 @@ func (m *Manager) Cancel(id string) (Record, error) {
 	}
 	m.mu.Unlock()
 	if l != nil {
-		// A job being handed to the engine right now sees stop before it starts.
+		// A kill takes milliseconds: answer with the job's end when it comes soon.
 		select {
 		case <-l.done:
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(2 * time.Second):
 		}
 	}
 	return m.store.get(id)
@@ -470,7 +471,7 @@ func (m *Manager) worker() {
 
 // run hands one job to the engine and stores how it ended.
 func (m *Manager) run(ctx context.Context, p *pending, l *live) {
-	rec, err := m.store.update(p.id, func(r *Record) {
+	_, err := m.store.update(p.id, func(r *Record) {
 		r.State, r.Started = StateRunning, time.Now().UTC()
 		r.Runs++
 	})
@@ -516,11 +517,7 @@ func (m *Manager) run(ctx context.Context, p *pending, l *live) {
 		if ctx.Err() != nil {
 			res.Status = sandbox.StatusCancelled
 		} else {
-			res.Error = "the job did not start: " + errors.Unwrap(err).Error()
-			var fe *sandbox.FieldError
-			if errors.As(err, &fe) {
-				res.Error = fe.Error()
-			}
+			res.Error = err.Error() // "the job did not start: <why>" (GPUs it could not have)
 			m.log.Warn("async job did not start", "job", p.id, "err", err)
 		}
 	}
@@ -528,7 +525,6 @@ func (m *Manager) run(ctx context.Context, p *pending, l *live) {
 	if res.Status == sandbox.StatusCancelled {
 		event = "cancelled"
 	}
-	_ = rec
 	if _, err := m.finish(p.id, res, event); err != nil {
 		m.log.Error("async job: store result", "job", p.id, "err", err)
 	}
@@ -571,6 +567,8 @@ func (m *Manager) finish(id string, res *sandbox.Result, event string) (Record, 
 
 // prune applies retention.
 func (m *Manager) prune() {
+	m.pruneMu.Lock()
+	defer m.pruneMu.Unlock()
 	m.mu.Lock()
 	count, bytes := m.count, m.bytes
 	m.mu.Unlock()

@@ -250,17 +250,14 @@ func (s *store) stats() (count int, bytes int64, err error) {
 // Unfinished jobs are never dropped. It returns how many records and result bytes it
 // dropped.
 func (s *store) prune(cutoff time.Time, count, maxCount int, bytes, maxBytes int64) (dropped int, freed int64, err error) {
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		dropped, freed = 0, 0
-		// Collected first, deleted after: a bbolt cursor skips a key after Delete.
-		var victims [][]byte // order keys
-		var recs []Record
+	// Found in a read transaction: most calls find nothing, and cost no write.
+	var victims []Record
+	err = s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bktOrder).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			over := count-dropped > maxCount || bytes-freed > maxBytes
 			rec, err := getRecord(tx, string(v))
 			if err != nil {
-				victims, recs = append(victims, k), append(recs, Record{})
 				continue
 			}
 			if !over && rec.Submitted.After(cutoff) {
@@ -270,18 +267,20 @@ func (s *store) prune(cutoff time.Time, count, maxCount int, bytes, maxBytes int
 				continue
 			}
 			freed += int64(len(tx.Bucket(bktResults).Get([]byte(rec.ID))))
-			victims, recs = append(victims, k), append(recs, rec)
+			victims = append(victims, rec)
 			dropped++
 		}
-		for i, k := range victims {
-			if err := tx.Bucket(bktOrder).Delete(k); err != nil {
+		return nil
+	})
+	if err != nil || len(victims) == 0 {
+		return 0, 0, err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		for _, rec := range victims {
+			id := []byte(rec.ID)
+			if err := tx.Bucket(bktOrder).Delete(seqKey(rec.Seq)); err != nil {
 				return err
 			}
-			rec := recs[i]
-			if rec.ID == "" {
-				continue
-			}
-			id := []byte(rec.ID)
 			for _, b := range [][]byte{bktResults, bktRequests, bktJobs} {
 				if err := tx.Bucket(b).Delete(id); err != nil {
 					return err
@@ -295,5 +294,8 @@ func (s *store) prune(cutoff time.Time, count, maxCount int, bytes, maxBytes int
 		}
 		return nil
 	})
-	return dropped, freed, err
+	if err != nil {
+		return 0, 0, err
+	}
+	return dropped, freed, nil
 }

@@ -501,14 +501,15 @@ func wsNext(t *testing.T, c *websocket.Conn, typ, want string) api.Event {
 func TestWebSocket(t *testing.T) {
 	f := newJobsAPI(t, sandbox.Options{}, jobs.Options{})
 	c := wsDial(t, f)
-	wsSend(t, c, `{"code": "import signal, sys\nsignal.signal(signal.SIGINT, lambda *a: print('got SIGINT', flush=True))\nfor line in sys.stdin:\n    print(line.strip().upper(), flush=True)\nprint('eof')"}`)
+	// One write per line (unbuffered print writes the text and the newline apart).
+	wsSend(t, c, `{"code": "import signal, sys\nsignal.signal(signal.SIGINT, lambda *a: sys.stdout.write('got SIGINT\\n'))\nfor line in sys.stdin:\n    sys.stdout.write(line.upper())\nprint('eof')"}`)
 	wsSend(t, c, `{"type": "stdin", "data": "hello\n"}`)
-	wsNext(t, c, "stdout", "HELLO")
+	wsNext(t, c, "stdout", "HELLO\n")
 	// Interactive: the second line is sent only after the first was answered.
 	wsSend(t, c, `{"type": "stdin", "data": "again\n"}`)
-	wsNext(t, c, "stdout", "AGAIN")
+	wsNext(t, c, "stdout", "AGAIN\n")
 	wsSend(t, c, `{"type": "signal", "signal": "SIGINT"}`)
-	wsNext(t, c, "stdout", "got SIGINT")
+	wsNext(t, c, "stdout", "got SIGINT\n")
 	// Bad messages are answered with an error naming the field; the job goes on.
 	wsSend(t, c, `{"type": "signal", "signal": "SIGSEGV"}`)
 	if ev := wsNext(t, c, "error", ""); ev.Field != "signal" {
@@ -584,6 +585,25 @@ func TestBatch(t *testing.T) {
 			t.Errorf("async %d: %+v", i, r.Result)
 		}
 	}
+
+	// A batch client that goes away cancels its jobs, running and waiting.
+	ctx, cancel := context.WithCancel(context.Background())
+	sleep := `{"code": "import time; time.sleep(60)", "limits": {"timeout": 90}}`
+	req, _ := http.NewRequestWithContext(ctx, "POST", f.url+"/v1/batch", strings.NewReader(`{"jobs": [`+sleep+","+sleep+","+sleep+`]}`))
+	go http.DefaultClient.Do(req)
+	for deadline := time.Now().Add(20 * time.Second); len(f.e.Jobs()) < 2 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(f.e.Jobs()) != 2 {
+		t.Fatalf("batch jobs running: %v", f.e.Jobs())
+	}
+	cancel()
+	for deadline := time.Now().Add(10 * time.Second); len(f.e.Jobs()) > 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(f.e.Jobs()) != 0 {
+		t.Errorf("the batch's jobs outlived its client: %v", f.e.Jobs())
+	}
 	testenv.NoLeftovers(t, f.e)
 }
 
@@ -645,5 +665,19 @@ func TestJobsBadRequests(t *testing.T) {
 	if len(list.Jobs) != 0 {
 		t.Errorf("bad requests made jobs: %+v", list.Jobs)
 	}
+	testenv.NoLeftovers(t, f.e)
+}
+
+// While the daemon drains, new async jobs get 503; after it resumes, 202.
+func TestJobsDraining(t *testing.T) {
+	var draining atomic.Bool
+	f := newJobsAPI(t, sandbox.Options{}, jobs.Options{Draining: draining.Load})
+	draining.Store(true)
+	var e api.Error
+	if resp := f.do("POST", "/v1/jobs", `{"code": "print(1)"}`, nil, &e); resp.StatusCode != 503 || e.Error == "" {
+		t.Errorf("draining: HTTP %d %+v", resp.StatusCode, e)
+	}
+	draining.Store(false)
+	f.wait(f.submit(`{"code": "print(1)"}`, nil).ID)
 	testenv.NoLeftovers(t, f.e)
 }

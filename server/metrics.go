@@ -16,6 +16,7 @@ type Gauges struct {
 	Load   func() (running, queued int) // required
 	GPUs   func() []gpu.Status          // nil: no GPUs
 	Pool   func() int                   // warm containers ready now; nil reports 0
+	Async  func() (queued, running int) // async jobs now; nil reports 0
 	Digest string                       // the rootfs jobs run on, as a label of sandboxd_info
 	Ver    string
 }
@@ -87,6 +88,20 @@ func NewMetrics(g Gauges) *Metrics {
 	reg.MustRegister(m.jobs, m.duration, m.queueWait, m.rejected, m.cleanup, m.async, m.callbacks, m.cbFailed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sandboxd_jobs_running", Help: "Jobs running now."}, running),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sandboxd_jobs_queued", Help: "Requests waiting for a job slot."}, queued),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sandboxd_async_jobs_queued", Help: "Async jobs waiting for a slot."}, func() float64 {
+			if g.Async == nil {
+				return 0
+			}
+			q, _ := g.Async()
+			return float64(q)
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sandboxd_async_jobs_running", Help: "Async jobs running now."}, func() float64 {
+			if g.Async == nil {
+				return 0
+			}
+			_, r := g.Async()
+			return float64(r)
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sandboxd_pool_size", Help: "Warm containers ready for jobs now."}, func() float64 {
 			if g.Pool == nil {
 				return 0

@@ -104,7 +104,7 @@ func (j *Jobs) ws(w http.ResponseWriter, r *http.Request) {
 
 	// stdin is written by a goroutine of its own: the job may not read it for a while,
 	// and signals must still get through.
-	stdin := make(chan []byte, 16)
+	stdin := make(chan []byte, 4) // with the read limit, bounds what one client can have buffered
 	go func() {
 		for b := range stdin {
 			if _, err := pw.Write(b); err != nil {

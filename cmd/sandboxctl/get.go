@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 
@@ -55,8 +54,7 @@ var getCommand = &cli.Command{
 				return cli.Exit("job "+j.ID+" is done but has no result", exitDaemon)
 			}
 			if !c.Bool("json") {
-				io.WriteString(c.App.Writer, j.Result.Stdout)
-				io.WriteString(c.App.ErrWriter, j.Result.Stderr)
+				printResult(c, j.Result)
 			}
 			return exitOf(j.Result)
 		case "lost":

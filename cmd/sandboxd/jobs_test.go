@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,10 +89,8 @@ func submitJob(t *testing.T, c *http.Client, body string) api.Job {
 // with retry, which then finishes.
 func TestJobsSurviveSIGKILL(t *testing.T) {
 	cfg := daemontest.Config(t, "sandboxd")
-	// The rootfs cache is shared across runs; the job store is this test's alone.
-	if err := os.RemoveAll(filepath.Join(cfg.StateDir, "jobs")); err != nil {
-		t.Fatal(err)
-	}
+	// The rootfs cache is shared across runs; the job store is this test's alone (its
+	// run dir's, removed at the end by daemontest).
 	cfg.PoolSize = 0
 	confPath := filepath.Join(t.TempDir(), "config.toml")
 	writeConfig(t, confPath, cfg)
@@ -110,7 +108,15 @@ func TestJobsSurviveSIGKILL(t *testing.T) {
 	if j := getJob(t, c, kept.ID, "30s"); j.State != "done" || j.Result.Stdout != "a2VwdCD/AA==" {
 		t.Fatalf("before the crash: %+v %+v", j, j.Result)
 	}
-	lost := submitJob(t, c, `{"code": "import time; time.sleep(60)", "limits": {"timeout": 90}}`)
+	// The lost job's callback is delivered by the next run, when it finds the job lost.
+	called := make(chan api.Job, 1)
+	cb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var j api.Job
+		json.NewDecoder(r.Body).Decode(&j)
+		called <- j
+	}))
+	defer cb.Close()
+	lost := submitJob(t, c, `{"code": "import time; time.sleep(60)", "limits": {"timeout": 90}, "callback_url": "`+cb.URL+`"}`)
 	retried := submitJob(t, c, `{"code": "import os, time\nif not os.path.exists('/tmp/x'): time.sleep(3)\nprint('ran again')", "retry": true}`)
 	for _, id := range []string{lost.ID, retried.ID} {
 		for deadline := time.Now().Add(30 * time.Second); getJob(t, c, id, "").State != "running"; time.Sleep(20 * time.Millisecond) {
@@ -141,6 +147,14 @@ func TestJobsSurviveSIGKILL(t *testing.T) {
 	if j := getJob(t, c, lost.ID, ""); j.State != "lost" || j.Result != nil || j.LostReason == "" {
 		t.Errorf("the job running at the crash: %+v", j)
 	}
+	select {
+	case j := <-called:
+		if j.ID != lost.ID || j.State != "lost" {
+			t.Errorf("callback of the lost job: %+v", j)
+		}
+	case <-time.After(20 * time.Second):
+		t.Error("the lost job's callback never came")
+	}
 	j := getJob(t, c, retried.ID, "30s")
 	if j.State == "running" || j.State == "queued" {
 		j = getJob(t, c, retried.ID, "30s")
@@ -168,6 +182,6 @@ func TestJobsSurviveSIGKILL(t *testing.T) {
 			t.Errorf("exit after SIGTERM: %v", err)
 		}
 	case <-time.After(time.Minute):
-		t.Fatal(fmt.Sprint("sandboxd did not exit after SIGTERM"))
+		t.Fatal("sandboxd did not exit after SIGTERM")
 	}
 }

@@ -145,6 +145,18 @@ func (c *Config) Policy() sandbox.Policy {
 	return sandbox.Policy{Default: c.Limits.Default.limits(), Max: c.Limits.Max.limits()}
 }
 
+// JobsDir is where the async jobs' store lives: state_dir/jobs/<run_dir, '/' as '_'>.
+// Daemons may share a state dir (its rootfs cache) but never a run dir (each locks its
+// own), so the run dir names a daemon's store: two daemons never share one, and a
+// restart with the same run_dir finds its jobs again.
+func (c *Config) JobsDir() string {
+	name := strings.ReplaceAll(strings.Trim(filepath.Clean(c.RunDir), "/"), "/", "_")
+	if name == "" {
+		name = "root"
+	}
+	return filepath.Join(c.StateDir, "jobs", name)
+}
+
 // ListenAddrs is Listen with its default filled in.
 func (c *Config) ListenAddrs() []string {
 	if len(c.Listen) > 0 {

@@ -99,7 +99,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 
 	var engine *sandbox.Engine // the metrics' gauges read it once it exists
+	var mgr *jobs.Manager      // and the job manager's
 	gauges := server.Gauges{Load: func() (int, int) { return engine.Load() }, Pool: func() int { return engine.PoolIdle() },
+		Async: func() (int, int) {
+			if mgr == nil {
+				return 0, 0
+			}
+			return mgr.Load()
+		},
 		Digest: img.Digest, Ver: d.opts.Version}
 	if gpuSrc != nil {
 		gauges.GPUs = gpuSrc.List
@@ -146,8 +153,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	})
 	// Async jobs: their store is opened after the engine and closed before it (the
 	// manager's workers hand jobs to the engine until it drains).
-	mgr, err := jobs.New(jobs.Options{
-		Dir: filepath.Join(cfg.StateDir, "jobs"), Engine: engine, Slots: cfg.MaxJobs, MaxQueue: cfg.MaxAsyncQueue,
+	mgr, err = jobs.New(jobs.Options{
+		Dir: cfg.JobsDir(), Engine: engine, Slots: cfg.MaxJobs, MaxQueue: cfg.MaxAsyncQueue,
 		Retention: time.Duration(cfg.JobRetention), RetentionCount: cfg.JobRetentionCount, MaxStoreBytes: int64(cfg.JobStoreMax),
 		CallbacksOffHost: cfg.CallbacksOffHost, Callbacks: map[string]jobs.CallbackEncoder{"": server.JobCallback, judge0.CallbackKind: judge0.Callback},
 		Draining: gate.Draining, Observer: metrics, Logger: d.log,
