@@ -32,6 +32,7 @@ run: build rootfs
 
 # The tests run real jobs: they need root and the rootfs.
 test: build rootfs
+	@go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy" >&2; exit 1; }
 	go vet -tags=$(GOTAGS) ./...
 	SANDBOXD_ROOTFS=$(CURDIR)/$(ROOTFS) SANDBOXD_BIN=$(CURDIR)/bin/sandboxd \
 		go test $(GOBUILD) -count=1 -timeout 20m ./...

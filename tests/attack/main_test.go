@@ -30,6 +30,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 const (
@@ -424,16 +426,13 @@ func freePort() (string, error) {
 
 // mountsUnder lists the mount points of this (the host's) mount namespace at or below dir.
 func mountsUnder(dir string) []string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 	if err != nil {
 		return []string{err.Error()}
 	}
 	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			out = append(out, f[4])
-		}
+	for _, m := range mounts {
+		out = append(out, m.Mountpoint)
 	}
 	return out
 }
@@ -441,23 +440,18 @@ func mountsUnder(dir string) []string {
 // cgroupMounts maps each hierarchy of /proc/self/cgroup ("cpu", "name=systemd", "" for
 // cgroup2) to its mount point and the mount's root.
 func cgroupMounts() (map[string][2]string, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
 	if err != nil {
 		return nil, err
 	}
 	out := map[string][2]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 5 || len(g) < 3 {
-			continue
-		}
-		switch g[0] {
+	for _, m := range mounts {
+		switch m.FSType {
 		case "cgroup2":
-			out[""] = [2]string{f[4], f[3]}
+			out[""] = [2]string{m.Mountpoint, m.Root}
 		case "cgroup":
-			for _, opt := range strings.Split(g[2], ",") {
-				out[opt] = [2]string{f[4], f[3]}
+			for _, opt := range strings.Split(m.VFSOptions, ",") {
+				out[opt] = [2]string{m.Mountpoint, m.Root}
 			}
 		}
 	}
