@@ -64,6 +64,9 @@ func (d *Daemon) Ready() <-chan struct{} { return d.ready }
 // ones have shutdown_grace to finish before they are killed, every job's client gets
 // its result, and Run returns nil. A failure to start or to serve is returned.
 func (d *Daemon) Run(ctx context.Context) error {
+	if err := sandbox.Supported(); err != nil {
+		return fmt.Errorf("this sandboxd cannot run jobs: %w", err)
+	}
 	cfg := d.config()
 	// The watchdog outlives ctx: systemd must hear from a daemon that drains, too.
 	wdCtx, stopWatchdog := context.WithCancel(context.Background())
