@@ -245,6 +245,15 @@ func (d *Daemon) importRootfs(ctx context.Context, cfg Config) (rootfs.Image, *r
 func (d *Daemon) listen(cfg Config) ([]namedListener, error) {
 	lns := systemdListeners()
 	if len(lns) > 0 {
+		// Passed sockets obey the configured ones' rule: TCP off loopback needs a token.
+		for _, ln := range lns {
+			if err := server.CheckListener(ln, d.auth.HasAPIToken()); err != nil {
+				for _, l := range lns {
+					l.Close()
+				}
+				return nil, fmt.Errorf("socket %q passed by systemd: %w; bind it to 127.0.0.1 or ::1 (ListenStream=127.0.0.1:PORT) or set api_token_file", ln.name, err)
+			}
+		}
 		d.log.Info("serving the sockets systemd passed; listen is ignored", "sockets", len(lns))
 		return lns, nil
 	}
