@@ -67,6 +67,7 @@ type StatusView struct {
 	UptimeSeconds float64   `json:"uptime_seconds"`
 	CgroupMode    string    `json:"cgroup_mode"`
 	Rootfs        string    `json:"rootfs"`
+	State         string    `json:"state"` // "serving", or "draining": new jobs get 503 (an admin's drain, or shutdown)
 	Draining      bool      `json:"draining"`
 	Capacity      struct {
 		MaxJobs  int `json:"max_jobs"`
@@ -93,6 +94,10 @@ func (a *Admin) status(w http.ResponseWriter, _ *http.Request) {
 	v.UptimeSeconds = time.Since(a.Started).Round(time.Second).Seconds()
 	v.CgroupMode = string(a.Engine.CgroupMode())
 	v.Draining = a.Gate.Draining()
+	v.State = "serving"
+	if v.Draining {
+		v.State = "draining"
+	}
 	v.Capacity.MaxJobs, v.Capacity.MaxQueue, v.Capacity.PoolIdle = a.MaxJobs, a.MaxQueue, a.Engine.PoolIdle()
 	v.Jobs.Running, v.Jobs.Queued = a.Engine.Load()
 	if a.GPUs != nil {

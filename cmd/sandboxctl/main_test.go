@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -148,7 +149,7 @@ func TestCommands(t *testing.T) {
 		if o := run("", "run", py); o.code != 125 || !strings.Contains(o.stderr, "HTTP 503") {
 			t.Errorf("run while draining: %+v, want 503", o)
 		}
-		if o := run("", "status"); !strings.Contains(o.stdout, "draining") {
+		if o := run("", "status"); !regexp.MustCompile(`(?m)^state: +draining`).MatchString(o.stdout) {
 			t.Errorf("status while draining:\n%s", o.stdout)
 		}
 		if o := run("", "resume"); o.code != 0 {
