@@ -26,7 +26,7 @@ type outcome struct {
 func ctl(t *testing.T, global []string, stdin string, args ...string) outcome {
 	t.Helper()
 	var out, errb bytes.Buffer
-	err := newApp(strings.NewReader(stdin), &out, &errb).RunContext(context.Background(), append(append([]string{"sandboxctl"}, global...), args...))
+	err := runApp(context.Background(), newApp(strings.NewReader(stdin), &out, &errb), append(append([]string{"sandboxctl"}, global...), args...))
 	code := exitStatus(err, &errb)
 	return outcome{out.String(), errb.String(), code}
 }

@@ -28,7 +28,7 @@ var runCommand = &cli.Command{
 	Description: `Prints the job's stdout and stderr to sandboxctl's own and exits with the job's
 exit code; a job killed by a signal exits 128+n, a timeout 124, a CPU-time limit 152,
 a memory limit 137, and a failure of the daemon or of sandboxctl 125. Limits take
-units: --memory 512MB --timeout 30s. Flags go before FILE.`,
+units: --memory 512MB --timeout 30s. Flags may come before or after FILE.`,
 	Flags: []cli.Flag{
 		&cli.StringFlag{Name: "timeout", Usage: "wall-clock limit, e.g. 30s"},
 		&cli.StringFlag{Name: "cpu-time", Usage: "CPU time of all its processes, e.g. 10s"},
@@ -89,7 +89,7 @@ units: --memory 512MB --timeout 30s. Flags go before FILE.`,
 		if err := json.Unmarshal(raw, &res); err != nil {
 			return fmt.Errorf("unexpected answer from sandboxd: %w", err)
 		}
-		if c.Bool("json") {
+		if wantJSON(c) {
 			if err := printJSON(c.App.Writer, raw); err != nil {
 				return err
 			}
