@@ -44,6 +44,14 @@ func (f *fakeRunner) Run(_ context.Context, req sandbox.Request) (*sandbox.Resul
 	return &res, nil
 }
 
+// canned is a Result with the given ending and output, for fakeRunner.result. (Field by
+// field, not a literal, so it builds whichever struct holds them.)
+func canned(status sandbox.Status, exitCode int, stdout, stderr string) sandbox.Result {
+	var r sandbox.Result
+	r.Status, r.ExitCode, r.Stdout, r.Stderr = status, exitCode, stdout, stderr
+	return r
+}
+
 // requests returns what the runner was handed so far.
 func (f *fakeRunner) requests() []sandbox.Request {
 	f.mu.Lock()
