@@ -43,7 +43,7 @@ test: build rootfs
 # cgroup v2 and systemd for real, on any Linux host (v1 too): two VMs (scripts/vmtest.sh).
 # Stage 1 runs VM_SUITES' real-job tests in a delegated v2 cgroup (tests/vm/cgroup2.sh);
 # stage 2 installs sandboxd and drives its unit under systemd (tests/vm/systemd.sh).
-VM_SUITES ?= sandbox server internal/daemon cmd/sandboxd cmd/sandboxctl
+VM_SUITES ?= sandbox server internal/daemon cmd/sandboxd cmd/sandboxctl tests/attack
 test-vm: build rootfs
 	@mkdir -p build/vmtest
 	for p in $(VM_SUITES); do go test -c $(GOBUILD) -o build/vmtest/$$(echo $$p | tr / _).test ./$$p || exit 1; done
