@@ -49,7 +49,7 @@ test-vm: build rootfs
 	for p in $(VM_SUITES); do go test -c $(GOBUILD) -o build/vmtest/$$(echo $$p | tr / _).test ./$$p || exit 1; done
 	scripts/vmtest.sh --prepare
 	rc=0; \
-	scripts/vmtest.sh --disk 4G --timeout 1200 -- tests/vm/cgroup2.sh build/vmtest $(VM_SUITES) || rc=1; \
+	scripts/vmtest.sh --disk 4G --timeout 1800 -- tests/vm/cgroup2.sh build/vmtest $(VM_SUITES) || rc=1; \
 	scripts/vmtest.sh --systemd --disk 4G --disk-at /var/lib/sandboxd --timeout 900 -- tests/vm/systemd.sh || rc=1; \
 	exit $$rc
 
