@@ -573,7 +573,11 @@ func makeCgroups(name string) ([]string, error) {
 			return nil, err
 		}
 		// A new v1 cpuset has no cpus or mems: no task may join it until they are set.
+		// (v2 inherits them; its child has no such file unless cpuset is enabled for it.)
 		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			if pureV2 {
+				break
+			}
 			if v, err := os.ReadFile(filepath.Join(parent, f)); err == nil {
 				if err := os.WriteFile(filepath.Join(dir, f), v, 0); err != nil {
 					return nil, err
