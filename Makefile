@@ -51,6 +51,7 @@ run: build rootfs
 # The tests run real jobs: they need root and the rootfs, and every image (CI exercises
 # every runtime).
 test: build rootfs-all
+	@go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy" >&2; exit 1; }
 	go vet -tags=$(GOTAGS) ./...
 	SANDBOXD_ROOTFS=$(CURDIR)/$(ROOTFS) SANDBOXD_IMAGES=$(CURDIR)/$(IMAGES_DIR) SANDBOXD_BIN=$(CURDIR)/bin/sandboxd \
 		go test $(GOBUILD) -count=1 -timeout 20m ./...
@@ -61,13 +62,13 @@ test: build rootfs-all
 # cgroup v2 and systemd for real, on any Linux host (v1 too): two VMs (scripts/vmtest.sh).
 # Stage 1 runs VM_SUITES' real-job tests in a delegated v2 cgroup (tests/vm/cgroup2.sh);
 # stage 2 installs sandboxd and drives its unit under systemd (tests/vm/systemd.sh).
-VM_SUITES ?= sandbox server internal/daemon cmd/sandboxd cmd/sandboxctl
+VM_SUITES ?= sandbox server internal/daemon cmd/sandboxd cmd/sandboxctl tests/attack
 test-vm: build rootfs
 	@mkdir -p build/vmtest
 	for p in $(VM_SUITES); do go test -c $(GOBUILD) -o build/vmtest/$$(echo $$p | tr / _).test ./$$p || exit 1; done
 	scripts/vmtest.sh --prepare
 	rc=0; \
-	scripts/vmtest.sh --disk 4G --timeout 1200 -- tests/vm/cgroup2.sh build/vmtest $(VM_SUITES) || rc=1; \
+	scripts/vmtest.sh --disk 4G --timeout 1800 -- tests/vm/cgroup2.sh build/vmtest $(VM_SUITES) || rc=1; \
 	scripts/vmtest.sh --systemd --disk 4G --disk-at /var/lib/sandboxd --timeout 900 -- tests/vm/systemd.sh || rc=1; \
 	exit $$rc
 

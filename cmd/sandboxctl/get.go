@@ -43,7 +43,7 @@ var getCommand = &cli.Command{
 				break
 			}
 		}
-		if c.Bool("json") {
+		if wantJSON(c) {
 			if err := printJSON(c.App.Writer, raw); err != nil {
 				return err
 			}
@@ -53,14 +53,14 @@ var getCommand = &cli.Command{
 			if j.Result == nil {
 				return cli.Exit("job "+j.ID+" is done but has no result", exitDaemon)
 			}
-			if !c.Bool("json") {
+			if !wantJSON(c) {
 				printResult(c, j.Result)
 			}
 			return exitOf(j.Result)
 		case "lost":
 			return cli.Exit(fmt.Sprintf("job %s: lost: %s", j.ID, j.LostReason), exitDaemon)
 		}
-		if !c.Bool("json") {
+		if !wantJSON(c) {
 			fmt.Fprintf(c.App.Writer, "%s %s\n", j.ID, j.State)
 		}
 		return nil

@@ -69,7 +69,7 @@ verdict is printed and the exit status is 0 only if every test passed.`,
 				return err
 			}
 		}
-		if c.Bool("json") {
+		if wantJSON(c) {
 			if err := printJSON(c.App.Writer, raw); err != nil {
 				return err
 			}

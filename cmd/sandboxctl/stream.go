@@ -73,7 +73,7 @@ func runStream(c *cli.Context, cl *client, body *api.ExecuteRequest) error {
 		case "error":
 			return errors.New(ev.Error)
 		case "result":
-			if c.Bool("json") {
+			if wantJSON(c) {
 				if err := printJSON(c.App.Writer, ev.Result); err != nil {
 					return err
 				}

@@ -54,7 +54,7 @@ that interrupts it runs it again instead of reporting it lost.`,
 		if err != nil {
 			return err
 		}
-		if c.Bool("json") {
+		if wantJSON(c) {
 			return printJSON(c.App.Writer, raw)
 		}
 		var j asyncJob

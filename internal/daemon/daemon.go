@@ -68,6 +68,9 @@ func (d *Daemon) Ready() <-chan struct{} { return d.ready }
 // ones have shutdown_grace to finish before they are killed, every job's client gets
 // its result, and Run returns nil. A failure to start or to serve is returned.
 func (d *Daemon) Run(ctx context.Context) error {
+	if err := sandbox.Supported(); err != nil {
+		return fmt.Errorf("this sandboxd cannot run jobs: %w", err)
+	}
 	cfg := d.config()
 	// The watchdog outlives ctx: systemd must hear from a daemon that drains, too.
 	wdCtx, stopWatchdog := context.WithCancel(context.Background())
@@ -324,6 +327,15 @@ func (d *Daemon) runtimes(ctx context.Context, cfg Config, store *rootfs.Store, 
 func (d *Daemon) listen(cfg Config) ([]namedListener, error) {
 	lns := systemdListeners()
 	if len(lns) > 0 {
+		// Passed sockets obey the configured ones' rule: TCP off loopback needs a token.
+		for _, ln := range lns {
+			if err := server.CheckListener(ln, d.auth.HasAPIToken()); err != nil {
+				for _, l := range lns {
+					l.Close()
+				}
+				return nil, fmt.Errorf("socket %q passed by systemd: %w; bind it to 127.0.0.1 or ::1 (ListenStream=127.0.0.1:PORT) or set api_token_file", ln.name, err)
+			}
+		}
 		d.log.Info("serving the sockets systemd passed; listen is ignored", "sockets", len(lns))
 		return lns, nil
 	}

@@ -11,15 +11,6 @@
 // job's RLIMIT_NOFILE; given ControlArg, it bounds the job on its own (see ControlFD).
 package jobinit
 
-/*
-#cgo CFLAGS: -Wall -O2
-extern void sbx_jobinit(int argc, char **argv, char **envp);
-void __attribute__((constructor)) sbx_jobinit_ctor(int argc, char **argv, char **envp) {
-	sbx_jobinit(argc, argv, envp);
-}
-*/
-import "C"
-
 // InitPath is where the init binary is mounted inside every job; argv[0] must be exactly
 // this for the constructor to take over.
 const InitPath = "/dev/.sbx-init"
