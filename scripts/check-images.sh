@@ -143,6 +143,12 @@ P = {
   "multi": {"main.rb": 'require_relative "lib/util"\nputs twice(21)\n', "lib/util.rb": "def twice(x) = 2 * x\n"},
  },
 }
+# The command that prints each runtime's version: the TOML's version must be in its output.
+VERSION_CMD = {"python": ["python3", "--version"], "bash": ["bash", "--version"],
+  "javascript": ["node", "--version"], "typescript": ["tsc", "--version"],
+  "c": ["gcc", "-dumpfullversion"], "c++": ["g++", "-dumpfullversion"],
+  "java": ["java", "-XX:+UseSerialGC", "-version"], "go": ["go", "version"],
+  "rust": ["rustc", "--version"], "ruby": ["ruby", "--version"]}
 PY_SCI = '''import numpy as np, pandas as pd, scipy, scipy.optimize, scipy.stats, PIL
 import matplotlib
 import matplotlib.pyplot as plt
@@ -385,6 +391,14 @@ def main():
             compiled = bool(rt.get("compile"))
             run_lim = limits_of(rt, "limits", RUN_DEFAULTS)
             comp_lim = limits_of(rt, "compile_limits", COMPILE_DEFAULTS)
+            vc = VERSION_CMD.get(rt["name"])
+            if vc:
+                r = run_step(rt, image_root, tmp, {}, vc, "", run_lim, None, "ro")
+                have = r["out"] + r["err"]
+                ok = r["status"] == "ok" and r["code"] == 0 and re.search(r"(^|[^0-9.])" + re.escape(rt["version"]) + r"($|[^0-9])", have)
+                report(rt, "version", None if ok else f"version {rt['version']!r} not in {' '.join(vc)}: {have.strip()[:200]!r}", r, None, None, failed, [])
+            else:
+                print(f"FAIL {rt['name']}: no version command"); failed.append(rt["name"] + "/version")
             for cname, c in cases(rt):
                 files = c["files"]
                 job_args = c.get("args", [])
