@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -231,16 +230,9 @@ func TestCommands(t *testing.T) {
 // reaches the admin commands.
 func TestOverTCPWithTokens(t *testing.T) {
 	cfg := daemontest.Config(t, "sandboxctl")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cfg.Listen = append(cfg.Listen, addr)
 	cfg.APITokenFile = file(t, "api", "api-secret\n")
 	cfg.AdminTokenFile = file(t, "admin", "admin-secret\n")
-	daemontest.Start(t, cfg)
+	_, addr := daemontest.StartTCP(t, cfg)
 	url := "http://" + addr
 	py := file(t, "x.py", "print('tcp')")
 

@@ -5,6 +5,7 @@ package daemontest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,8 +57,41 @@ type Daemon struct {
 // Start runs a daemon with cfg until Stop or the end of the test.
 func Start(t testing.TB, cfg daemon.Config) *Daemon {
 	t.Helper()
+	d, err := start(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// StartTCP is Start with cfg also listening on a free loopback port, whose address it
+// returns. A port found free may be taken by another test before the daemon binds it,
+// so it tries a few.
+func StartTCP(t testing.TB, cfg daemon.Config) (*Daemon, string) {
+	t.Helper()
+	listen := cfg.Listen
+	for try := 0; ; try++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		cfg.Listen = append(slices.Clone(listen), addr)
+		d, err := start(t, cfg)
+		if err == nil {
+			return d, addr
+		}
+		if try == 4 || !(errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")) {
+			t.Fatal(err)
+		}
+	}
+}
+
+func start(t testing.TB, cfg daemon.Config) (*Daemon, error) {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
-		t.Fatalf("config: %v", err)
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	ctx, stop := context.WithCancel(context.Background())
@@ -67,17 +102,17 @@ func Start(t testing.TB, cfg daemon.Config) *Daemon {
 	case <-d.Ready():
 	case err := <-d.done:
 		stop()
-		t.Fatalf("daemon did not start: %v", err)
+		return nil, fmt.Errorf("daemon did not start: %w", err)
 	case <-time.After(2 * time.Minute):
 		stop()
-		t.Fatal("daemon did not start in 2 minutes")
+		return nil, errors.New("daemon did not start in 2 minutes")
 	}
 	t.Cleanup(func() {
 		if err := d.Stop(); err != nil {
 			t.Errorf("daemon: %v", err)
 		}
 	})
-	return d
+	return d, nil
 }
 
 // Stop drains the daemon as SIGTERM does and returns what Run returned. It may be
