@@ -60,6 +60,8 @@ var (
 	ErrNoKernel        = errors.New("the python image has no ipykernel: sessions are unavailable")
 	ErrFileTooLarge    = errors.New("the file is larger than the download cap")
 	ErrNotRegularFile  = errors.New("not a regular file (a symlink, directory or device is never read)")
+	// ErrStorageFull is an upload that does not fit the session's storage.
+	ErrStorageFull = errStorageFull
 )
 
 // SessionStatus says whether a session is alive and, once ended, why.

@@ -31,6 +31,8 @@ type Options struct {
 	GPUs         GPUSource // GET /v1/gpus; nil lists none
 	// Runtimes lists what the engine runs (GET /v1/runtimes); nil lists none.
 	Runtimes func() []sandbox.RuntimeInfo
+	// Sessions serves /v1/sessions (sessions.go); nil serves none.
+	Sessions SessionEngine
 	Logger   *slog.Logger
 }
 
@@ -63,6 +65,9 @@ func New(run Runner, opts Options) *Server {
 	s.mux.HandleFunc("GET /v1/runtimes", s.runtimes)
 	s.mux.HandleFunc("POST /execute", s.seedExecute)
 	s.mux.HandleFunc("POST /submit_code", s.seedSubmitCode)
+	if opts.Sessions != nil {
+		s.registerSessions()
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "", "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})

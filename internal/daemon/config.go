@@ -52,6 +52,14 @@ type Config struct {
 	MaxCode       Size           `toml:"max_code"`       // the code field; more get 413
 	ShutdownGrace Duration       `toml:"shutdown_grace"` // running jobs' time to finish on stop, then killed
 
+	// Code-interpreter sessions (/v1/sessions): how many live at once (0 turns them
+	// off), their default idle TTL, their default and maximum lifetime, and how many
+	// started kernels are kept ready.
+	SessionMax      int      `toml:"session_max"`
+	SessionTTL      Duration `toml:"session_ttl"`
+	SessionLifetime Duration `toml:"session_lifetime"`
+	SessionPool     int      `toml:"session_pool"`
+
 	APITokenFile   string `toml:"api_token_file"`   // bearer token for TCP clients; "" = none
 	AdminTokenFile string `toml:"admin_token_file"` // bearer token for /v1/admin on TCP; "" = socket only
 
@@ -87,22 +95,26 @@ type LimitSet struct {
 // Default returns the configuration of a daemon given no file and no flags.
 func Default() Config {
 	c := Config{
-		StateDir:      "/var/lib/sandboxd",
-		RunDir:        "/run/sandboxd",
-		Rootfs:        "/usr/local/share/sandboxd/rootfs.tar.zst",
-		ImagesDir:     "/usr/local/share/sandboxd/images",
-		RuntimesDir:   "/etc/sandboxd/runtimes",
-		CgroupName:    sandbox.DefaultCgroupName,
-		MaxJobs:       4,
-		MaxQueue:      64,
-		PoolSize:      2,
-		PoolSizes:     map[string]int{},
-		OutputLimit:   1 << 20,
-		MaxBody:       2 << 20,
-		MaxCode:       512 << 10,
-		ShutdownGrace: Duration(30 * time.Second),
-		LogFormat:     "text",
-		LogLevel:      "info",
+		StateDir:        "/var/lib/sandboxd",
+		RunDir:          "/run/sandboxd",
+		Rootfs:          "/usr/local/share/sandboxd/rootfs.tar.zst",
+		ImagesDir:       "/usr/local/share/sandboxd/images",
+		RuntimesDir:     "/etc/sandboxd/runtimes",
+		CgroupName:      sandbox.DefaultCgroupName,
+		MaxJobs:         4,
+		MaxQueue:        64,
+		PoolSize:        2,
+		PoolSizes:       map[string]int{},
+		OutputLimit:     1 << 20,
+		MaxBody:         2 << 20,
+		MaxCode:         512 << 10,
+		ShutdownGrace:   Duration(30 * time.Second),
+		SessionMax:      8,
+		SessionTTL:      Duration(10 * time.Minute),
+		SessionLifetime: Duration(time.Hour),
+		SessionPool:     1,
+		LogFormat:       "text",
+		LogLevel:        "info",
 	}
 	p := sandbox.DefaultPolicy()
 	c.Limits.Default, c.Limits.Max = limitSet(p.Default), limitSet(p.Max)
@@ -241,6 +253,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxCode > c.MaxBody {
 		bad("max_code", "%s exceeds max_body %s", c.MaxCode, c.MaxBody)
+	}
+	if c.SessionMax < 0 || c.SessionPool < 0 {
+		bad("session_max", "session_max and session_pool must not be negative")
+	}
+	if c.SessionTTL < 0 || c.SessionLifetime < 0 || c.SessionTTL > c.SessionLifetime {
+		bad("session_ttl", "session_ttl and session_lifetime must not be negative, and the TTL at most the lifetime")
 	}
 	if c.ShutdownGrace < 0 {
 		bad("shutdown_grace", "must not be negative")
