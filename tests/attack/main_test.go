@@ -229,7 +229,9 @@ func (d *daemon) command(listen ...string) (*exec.Cmd, error) {
 	args = append(args, d.cgroups...)
 	args = append(args, bin, "--rootfs", rootfsTar, "--state-dir", stateDir, "--run-dir", d.runDir,
 		"--output-limit", strconv.Itoa(outputLimit), "--max-jobs", strconv.Itoa(maxJobs), "--max-queue", strconv.Itoa(maxQueue),
-		"--pool-size", strconv.Itoa(d.pool))
+		"--pool-size", strconv.Itoa(d.pool),
+		// No warm kernels: the leftover checks count containers; sessions start cold here.
+		"--session-pool", "0")
 	args = append(args, listen...)
 	cmd := exec.Command("/bin/sh", args...)
 	cmd.Dir = d.cwd
@@ -325,7 +327,8 @@ func (d *daemon) jobIDs() map[string][]string {
 	for _, m := range mountsUnder(d.runDir) {
 		// The daemon's own mounts, made once at start for every job: the jobs' root
 		// (an overlay of the rootfs), the tmpfs holding the jobs' init, their /dev.
-		if m == filepath.Join(d.runDir, "root") || m == filepath.Join(d.runDir, "init") || m == filepath.Join(d.runDir, "dev") {
+		if m == filepath.Join(d.runDir, "root") || m == filepath.Join(d.runDir, "init") || m == filepath.Join(d.runDir, "dev") ||
+			strings.HasPrefix(m, filepath.Join(d.runDir, "roots")+"/") { // one root per image
 			continue
 		}
 		ids[filepath.Base(m)] = append(ids[filepath.Base(m)], "mount "+m)
