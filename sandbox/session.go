@@ -296,7 +296,10 @@ func (e *Engine) startSession(ctx context.Context, id string, rt *Runtime, lim L
 	argv := []string{"python3", "-m", "ipykernel_launcher", "-f", "/run/kernel.json",
 		"--InteractiveShell.colors=NoColor", "--HistoryManager.enabled=False", "--IPKernelApp.parent_handle=0",
 		// Imported ahead, so a session's first "import pandas" does not wait for them.
-		`--IPKernelApp.exec_lines=["import numpy, pandas, matplotlib.pyplot; del numpy, pandas, matplotlib"]`,
+		// And the kernel exits when its stdin (a pipe the daemon holds open) ends: a
+		// daemon that dies (SIGKILL) takes its kernels with it, even without a restart.
+		`--IPKernelApp.exec_lines=["import numpy, pandas, matplotlib.pyplot; del numpy, pandas, matplotlib", ` +
+			`"(lambda os, th: th.Thread(target=lambda: (os.read(0, 1), os._exit(0)), daemon=True).start())(__import__('os'), __import__('threading'))"]`,
 	}
 	jp, err := e.startProc(procSpec{id: s.id, storage: s.storage, root: e.roots[rt.Image], argv: argv, env: env, lim: lim,
 		mounts: []*configs.Mount{{Source: s.kdir, Destination: "/run", Device: "bind",

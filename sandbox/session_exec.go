@@ -107,7 +107,9 @@ func (s *Session) Execute(ctx context.Context, code string, events func(CellEven
 	start := time.Now()
 	out := &CellOutcome{}
 	content, _ := json.Marshal(map[string]any{"code": code, "silent": false, "store_history": true,
-		"user_expressions": map[string]any{}, "allow_stdin": false, "stop_on_error": true})
+		"user_expressions": map[string]any{}, "allow_stdin": false,
+		// Cells are one request each, run one at a time: an error must not abort the next.
+		"stop_on_error": false})
 	ch, done, err := s.kc.send("shell", &kernelMsg{Header: msgHeader{MsgType: "execute_request"}, Content: content})
 	if err != nil {
 		return nil, ErrSessionEnded

@@ -178,6 +178,13 @@ func TestSessionCrashRecovery(t *testing.T) {
 	if err := d.kill(); err != nil {
 		t.Fatal(err)
 	}
+	// The kernel goes with the daemon, restart or not (its stdin, the daemon's pipe, ends).
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && len(alive(pids)) > 0; {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if a := alive(pids); len(a) > 0 {
+		t.Errorf("the kernel outlived its daemon: %v", a)
+	}
 	d2, err := startDaemon("sesscrash", 0, d)
 	if err != nil {
 		t.Fatal(err)
