@@ -107,6 +107,9 @@ type kernelMsg struct {
 	Content      json.RawMessage `json:"content"`
 	Buffers      [][]byte        `json:"-"`
 	Channel      string          `json:"channel,omitempty"`
+	// The header and parent header as sent (they may hold fields msgHeader lacks); a
+	// relayed message keeps them.
+	RawHeader, RawParent json.RawMessage `json:"-"`
 }
 
 type msgHeader struct {
@@ -161,9 +164,10 @@ type kernelClient struct {
 	sendMu  sync.Mutex
 
 	mu      sync.Mutex
-	waiters map[string]*waiter // by parent msg_id
-	tap     func(*kernelMsg)   // told of every message (the Jupyter front)
-	dead    chan struct{}      // closed when a socket fails: the kernel is gone
+	waiters map[string]*waiter       // by parent msg_id
+	taps    map[int]func(*kernelMsg) // told of every message (the Jupyter front)
+	nextTap int
+	dead    chan struct{} // closed when a socket fails: the kernel is gone
 	deadErr error
 }
 
@@ -236,10 +240,13 @@ func (k *kernelClient) read(ch string, s zmq4.Socket) {
 		m.Channel = ch
 		k.mu.Lock()
 		w := k.waiters[m.ParentHeader.MsgID]
-		tap := k.tap
+		taps := make([]func(*kernelMsg), 0, len(k.taps))
+		for _, t := range k.taps {
+			taps = append(taps, t)
+		}
 		k.mu.Unlock()
-		if tap != nil {
-			tap(m)
+		for _, t := range taps {
+			t(m)
 		}
 		if w != nil {
 			select {
@@ -273,7 +280,7 @@ func (k *kernelClient) decode(frames [][]byte) (*kernelMsg, error) {
 	if !hmac.Equal(sig, []byte(k.sign(parts...))) {
 		return nil, errors.New("bad signature")
 	}
-	m := &kernelMsg{Metadata: parts[2], Content: parts[3], Buffers: frames[i+6:]}
+	m := &kernelMsg{Metadata: parts[2], Content: parts[3], Buffers: frames[i+6:], RawHeader: parts[0], RawParent: parts[1]}
 	if err := json.Unmarshal(parts[0], &m.Header); err != nil {
 		return nil, err
 	}
@@ -290,12 +297,25 @@ func (k *kernelClient) send(channel string, m *kernelMsg) (<-chan *kernelMsg, fu
 	if m.Header.Session == "" {
 		m.Header.Session = k.session
 	}
-	m.Header.Username, m.Header.Version = "sandboxd", protocolVersion
-	m.Header.Date = time.Now().UTC().Format(time.RFC3339Nano)
-	hdr, _ := json.Marshal(m.Header)
-	parent := []byte("{}")
-	if m.ParentHeader.MsgID != "" {
-		parent, _ = json.Marshal(m.ParentHeader)
+	if m.Header.Username == "" {
+		m.Header.Username = "sandboxd"
+	}
+	if m.Header.Version == "" {
+		m.Header.Version = protocolVersion
+	}
+	if m.Header.Date == "" {
+		m.Header.Date = time.Now().UTC().Format(time.RFC3339Nano)
+	}
+	hdr := []byte(m.RawHeader)
+	if len(hdr) == 0 {
+		hdr, _ = json.Marshal(m.Header)
+	}
+	parent := []byte(m.RawParent)
+	if len(parent) == 0 {
+		parent = []byte("{}")
+		if m.ParentHeader.MsgID != "" {
+			parent, _ = json.Marshal(m.ParentHeader)
+		}
 	}
 	meta := []byte(m.Metadata)
 	if len(meta) == 0 {
@@ -320,20 +340,28 @@ func (k *kernelClient) send(channel string, m *kernelMsg) (<-chan *kernelMsg, fu
 			close(w.gone)
 		})
 	}
+	if err := k.post(channel, hdr, parent, meta, content, m.Buffers); err != nil {
+		done()
+		return nil, nil, err
+	}
+	return ch, done, nil
+}
+
+// post signs and sends one message's parts on shell or control.
+func (k *kernelClient) post(channel string, hdr, parent, meta, content []byte, buffers [][]byte) error {
 	s := k.shell
 	if channel == "control" {
 		s = k.control
 	}
 	frames := [][]byte{[]byte(delimiter), []byte(k.sign(hdr, parent, meta, content)), hdr, parent, meta, content}
-	frames = append(frames, m.Buffers...)
+	frames = append(frames, buffers...)
 	k.sendMu.Lock()
 	err := s.Send(zmq4.NewMsgFrom(frames...))
 	k.sendMu.Unlock()
 	if err != nil {
-		done()
-		return nil, nil, fmt.Errorf("send to kernel: %w", err)
+		return fmt.Errorf("send to kernel: %w", err)
 	}
-	return ch, done, nil
+	return nil
 }
 
 // request sends a message and returns its reply on channel (shell or control).
@@ -392,5 +420,23 @@ func (k *kernelClient) awaitKernel(ctx context.Context) error {
 		if gotReply && gotIOPub {
 			return nil
 		}
+	}
+}
+
+// addTap tells f of every message the kernel sends, until the returned func is called.
+// f runs on the socket's reader and must not block.
+func (k *kernelClient) addTap(f func(*kernelMsg)) func() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.taps == nil {
+		k.taps = map[int]func(*kernelMsg){}
+	}
+	id := k.nextTap
+	k.nextTap++
+	k.taps[id] = f
+	return func() {
+		k.mu.Lock()
+		delete(k.taps, id)
+		k.mu.Unlock()
 	}
 }

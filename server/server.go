@@ -33,15 +33,19 @@ type Options struct {
 	Runtimes func() []sandbox.RuntimeInfo
 	// Sessions serves /v1/sessions (sessions.go); nil serves none.
 	Sessions SessionEngine
-	Logger   *slog.Logger
+	// Jupyter serves the Jupyter kernel REST subset and channels (jupyter.go); nil
+	// serves none.
+	Jupyter JupyterEngine
+	Logger  *slog.Logger
 }
 
 // Server serves the API. Create it with New.
 type Server struct {
-	run  Runner
-	opts Options
-	log  *slog.Logger
-	mux  *http.ServeMux
+	run     Runner
+	opts    Options
+	kernels *jupyterKernels
+	log     *slog.Logger
+	mux     *http.ServeMux
 }
 
 // New builds the API's handler around a Runner.
@@ -67,6 +71,9 @@ func New(run Runner, opts Options) *Server {
 	s.mux.HandleFunc("POST /submit_code", s.seedSubmitCode)
 	if opts.Sessions != nil {
 		s.registerSessions()
+	}
+	if opts.Jupyter != nil {
+		s.registerJupyter()
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "", "no such endpoint: "+r.Method+" "+r.URL.Path)
