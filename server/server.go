@@ -36,7 +36,10 @@ type Options struct {
 	// Jupyter serves the Jupyter kernel REST subset and channels (jupyter.go); nil
 	// serves none.
 	Jupyter JupyterEngine
-	Logger  *slog.Logger
+	// E2B serves the E2B code-interpreter SDK's endpoints under /e2b (e2b.go); nil
+	// serves none.
+	E2B    JupyterEngine
+	Logger *slog.Logger
 }
 
 // Server serves the API. Create it with New.
@@ -44,6 +47,7 @@ type Server struct {
 	run     Runner
 	opts    Options
 	kernels *jupyterKernels
+	e2b     *e2bState
 	log     *slog.Logger
 	mux     *http.ServeMux
 }
@@ -74,6 +78,9 @@ func New(run Runner, opts Options) *Server {
 	}
 	if opts.Jupyter != nil {
 		s.registerJupyter()
+	}
+	if opts.E2B != nil {
+		s.registerE2B()
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "", "no such endpoint: "+r.Method+" "+r.URL.Path)

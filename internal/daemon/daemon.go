@@ -140,7 +140,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	srv := server.New(gate, server.Options{
 		MaxBodyBytes: int64(cfg.MaxBody), MaxCodeBytes: int64(cfg.MaxCode), GPUs: gpuSrc, Logger: d.log,
-		Runtimes: engine.Runtimes, Sessions: engine, Jupyter: engine,
+		Runtimes: engine.Runtimes, Sessions: engine, Jupyter: engine, E2B: engine,
 	})
 	(&server.Admin{
 		Engine: engine, Gate: gate, Store: store, GPUs: gpuSrc, Rootfs: img.Digest,
