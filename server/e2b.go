@@ -39,7 +39,11 @@ type e2bState struct {
 	sandboxes map[string]*e2bSandbox
 }
 
-const e2bEnvdVersion = "0.2.0"
+const (
+	e2bEnvdVersion   = "0.2.0"
+	e2bAPIPrefix     = "/e2b/api/"
+	e2bSandboxPrefix = "/e2b/sandbox/"
+)
 
 func (s *Server) registerE2B() {
 	s.e2b = &e2bState{sandboxes: map[string]*e2bSandbox{}}
@@ -398,5 +402,7 @@ func (s *Server) e2bHealth(w http.ResponseWriter, r *http.Request) {
 		e2bError(w, http.StatusBadGateway, "sandbox not running")
 		return
 	}
-	w.WriteHeader(http.StatusNoContent)
+	if s.e2bData(w, r) != nil { // its token too
+		w.WriteHeader(http.StatusNoContent)
+	}
 }
