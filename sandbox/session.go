@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/cgroups/fscommon"
@@ -125,7 +126,10 @@ type Session struct {
 	jp       *jobProc
 	kc       *kernelClient
 	pid      int // the kernel's host pid
-	undo     cleanup
+	// kernelBusy is the kernel's own execution state, from its iopub status messages:
+	// a cell run through a relay (the Jupyter front) keeps the session from idling too.
+	kernelBusy atomic.Bool
+	undo       cleanup
 
 	cell  chan struct{} // held while a cell runs
 	touch chan struct{} // resets the idle timer
@@ -321,6 +325,16 @@ func (e *Engine) startSession(ctx context.Context, id string, rt *Runtime, lim L
 		return nil, err
 	}
 	s.undo.push(func() error { s.kc.close(); return nil })
+	s.kc.addTap(func(m *kernelMsg) {
+		if m.Channel == "iopub" && m.Header.MsgType == "status" {
+			var st struct {
+				ExecutionState string `json:"execution_state"`
+			}
+			if json.Unmarshal(m.Content, &st) == nil && st.ExecutionState != "" {
+				s.kernelBusy.Store(st.ExecutionState == "busy")
+			}
+		}
+	})
 	// Connected: the directory becomes the host's, so nothing in the session can add,
 	// remove or replace a socket (the kernel keeps the ones it has bound).
 	if err := os.Chown(s.kdir, 0, 0); err != nil {
@@ -425,7 +439,7 @@ func (s *Session) watch() {
 			}
 			idle.Reset(s.idleTTL)
 		case <-idle.C:
-			if len(s.cell) > 0 { // a cell is running: not idle
+			if len(s.cell) > 0 || s.kernelBusy.Load() { // a cell is running: not idle
 				idle.Reset(s.idleTTL)
 				continue
 			}
@@ -518,7 +532,11 @@ func (s *Session) Info() SessionInfo {
 		defer s.mu.Unlock()
 		return s.final
 	}
-	info := SessionInfo{ID: s.id, Status: s.status, Created: s.created, LastUsed: s.lastUsed, ExecutionCount: s.execCount,
+	status := s.status
+	if status == SessionIdle && s.kernelBusy.Load() {
+		status = SessionBusy
+	}
+	info := SessionInfo{ID: s.id, Status: status, Created: s.created, LastUsed: s.lastUsed, ExecutionCount: s.execCount,
 		Limits: s.lim, IdleTTL: s.idleTTL, Lifetime: s.lifetime, Warm: s.warm}
 	s.mu.Unlock()
 	info.Expires = minTime(info.LastUsed.Add(s.idleTTL), info.Created.Add(s.lifetime))
