@@ -26,9 +26,13 @@ import (
 const (
 	// kernelTransport is a ZeroMQ transport: unix sockets whose frames are size-checked.
 	kernelTransport = "sbxipc"
-	// maxKernelFrame bounds one ZMTP frame from a kernel (a message part: a PNG, a
-	// stream chunk). Larger ones end the connection, and so the session.
-	maxKernelFrame  = 32 << 20
+	// maxKernelMsg bounds one ZMTP message from a kernel, all its frames together (a
+	// PNG, a stream chunk, an HTML table are far smaller). A larger one ends the
+	// connection, and so the session. With the library's queue (10 messages a socket)
+	// and a waiter's (waiterQueue), it bounds what a hostile kernel can make the daemon
+	// hold while a client reads slowly.
+	maxKernelMsg    = 8 << 20
+	waiterQueue     = 4
 	protocolVersion = "5.3"
 	delimiter       = "<IDS|MSG>"
 )
@@ -47,7 +51,7 @@ func (boundedTransport) Dial(ctx context.Context, d transport.Dialer, addr strin
 	if err != nil {
 		return nil, err
 	}
-	return &boundedConn{Conn: c, max: maxKernelFrame, skip: 64}, nil
+	return &boundedConn{Conn: c, max: maxKernelMsg, skip: 64, final: true}, nil
 }
 
 func (boundedTransport) Listen(context.Context, string) (net.Listener, error) {
@@ -57,16 +61,19 @@ func (boundedTransport) Listen(context.Context, string) (net.Listener, error) {
 func (boundedTransport) Addr(ep string) (string, error) { return ep, nil }
 
 // boundedConn follows ZMTP 3's framing as bytes pass (a 64-byte greeting, then frames of
-// a flags byte, a 1- or 8-byte size and a body) and fails the read that would hand the
-// ZeroMQ library a size over max: the library allocates a frame's size before reading it.
+// a flags byte, a 1- or 8-byte size and a body; flag 0x01: more frames follow) and fails
+// the read that would hand the ZeroMQ library a message over max, all frames together:
+// the library allocates a frame's size before reading it, and keeps a message's frames.
 type boundedConn struct {
 	net.Conn
-	max  uint64
-	skip uint64 // body (or greeting) bytes still to pass
-	hdr  []byte // the frame header read so far
+	max   uint64
+	skip  uint64 // body (or greeting) bytes still to pass
+	hdr   []byte // the frame header read so far
+	msg   uint64 // bytes of the message so far
+	final bool   // the last frame ended its message
 }
 
-var errFrameTooBig = errors.New("kernel sent a frame over the size limit")
+var errFrameTooBig = errors.New("kernel sent a message over the size limit")
 
 func (c *boundedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
@@ -90,10 +97,15 @@ func (c *boundedConn) Read(p []byte) (int, error) {
 		for _, b := range c.hdr[1:] {
 			size = size<<8 | uint64(b)
 		}
+		if c.final {
+			c.msg = 0
+		}
+		c.final = c.hdr[0]&0x01 == 0
 		c.hdr = c.hdr[:0]
-		if size > c.max {
+		if size > c.max || c.msg+size > c.max {
 			return 0, errFrameTooBig
 		}
+		c.msg += size
 		c.skip = size
 	}
 	return n, err
@@ -326,7 +338,7 @@ func (k *kernelClient) send(channel string, m *kernelMsg) (<-chan *kernelMsg, fu
 		content = []byte("{}")
 	}
 	id := m.Header.MsgID
-	w := &waiter{ch: make(chan *kernelMsg, 64), gone: make(chan struct{})}
+	w := &waiter{ch: make(chan *kernelMsg, waiterQueue), gone: make(chan struct{})}
 	ch := w.ch
 	k.mu.Lock()
 	k.waiters[id] = w

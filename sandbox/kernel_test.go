@@ -28,6 +28,11 @@ func TestBoundedConnFrames(t *testing.T) {
 		{"long frame at the limit", slicesConcat(greeting, long(100, bytes.Repeat([]byte{2}, 100)), short([]byte("x"))), false},
 		{"long frame over the limit", slicesConcat(greeting, long(101, nil)), true},
 		{"huge size", slicesConcat(greeting, long(1<<62, nil)), true},
+		// 0x01: more frames follow. Frames of one message count together; the next
+		// message starts afresh.
+		{"message at the limit", slicesConcat(greeting, []byte{0x01, 50}, bytes.Repeat([]byte{3}, 50), short(bytes.Repeat([]byte{4}, 50)),
+			short(bytes.Repeat([]byte{5}, 100))), false},
+		{"message over the limit", slicesConcat(greeting, []byte{0x01, 60}, bytes.Repeat([]byte{3}, 60), short(bytes.Repeat([]byte{4}, 41))), true},
 	}
 	for _, c := range cases {
 		for _, chunk := range []int{1, 3, 64, 4096} {
@@ -40,7 +45,7 @@ func TestBoundedConnFrames(t *testing.T) {
 				}
 				a.Close()
 			}()
-			bc := &boundedConn{Conn: b, max: 100, skip: 64}
+			bc := &boundedConn{Conn: b, max: 100, skip: 64, final: true}
 			var got []byte
 			var err error
 			buf := make([]byte, 7)
@@ -101,7 +106,7 @@ func TestBoundedConnShortOver(t *testing.T) {
 		}
 		a.Close()
 	}()
-	bc := &boundedConn{Conn: b, max: 100, skip: 64}
+	bc := &boundedConn{Conn: b, max: 100, skip: 64, final: true}
 	buf := make([]byte, 7)
 	var err error
 	for err == nil {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -293,9 +294,13 @@ func (e *Engine) startSession(ctx context.Context, id string, rt *Runtime, lim L
 	if err := os.Chown(filepath.Join(s.kdir, "kernel.json"), e.jobUID(), e.jobUID()); err != nil {
 		return nil, err
 	}
-	env := slices.Concat(jobEnv, rt.Env, []string{
+	// A job's matplotlib backend (Agg: files only) is not a kernel's: figures become
+	// display_data PNGs through IPython's inline backend.
+	rtEnv := slices.DeleteFunc(slices.Clone(rt.Env), func(kv string) bool { return strings.HasPrefix(kv, "MPLBACKEND=") })
+	env := slices.Concat(jobEnv, rtEnv, []string{
 		// ipython's and matplotlib's caches go to the session's /dev/shm, not /work.
 		"IPYTHONDIR=/dev/shm/ipython", "MPLCONFIGDIR=/dev/shm/matplotlib", "PYDEVD_DISABLE_FILE_VALIDATION=1",
+		"MPLBACKEND=module://matplotlib_inline.backend_inline",
 	})
 	argv := []string{"python3", "-m", "ipykernel_launcher", "-f", "/run/kernel.json",
 		"--InteractiveShell.colors=NoColor", "--HistoryManager.enabled=False", "--IPKernelApp.parent_handle=0",

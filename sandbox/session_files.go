@@ -56,7 +56,9 @@ func (s *Session) PutFile(name string, content []byte) error {
 			return err
 		}
 	}
-	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, 0o644)
+	// O_NONBLOCK: a FIFO the session puts there meanwhile fails the open (ENXIO)
+	// instead of blocking it; a regular file ignores the flag.
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o644)
 	if err != nil {
 		return fieldErr("path", "cannot be written: %v", pathErr(err))
 	}

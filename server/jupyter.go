@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -232,16 +233,24 @@ func (s *Server) kernelChannels(w http.ResponseWriter, r *http.Request) {
 		s.kernels.mu.Unlock()
 	}()
 
+	// What waits for a slow client is bounded in bytes as well as messages; a client
+	// that cannot keep up is dropped, not waited for.
+	const maxQueued = 32 << 20
+	var queued atomic.Int64
 	out := make(chan []byte, 1024)
 	send, stop := sess.Relay(func(m sandbox.JupyterMsg) {
 		b, err := json.Marshal(m)
 		if err != nil {
 			return
 		}
+		if queued.Add(int64(len(b))) > maxQueued {
+			cancel()
+			return
+		}
 		select {
 		case out <- b:
 		default:
-			cancel() // a client that cannot keep up is dropped, not waited for
+			cancel()
 		}
 	})
 	defer stop()
@@ -250,6 +259,7 @@ func (s *Server) kernelChannels(w http.ResponseWriter, r *http.Request) {
 		for {
 			select {
 			case b := <-out:
+				queued.Add(-int64(len(b)))
 				if err := c.Write(ctx, websocket.MessageText, b); err != nil {
 					return
 				}

@@ -63,6 +63,9 @@ func newSession(t *testing.T, d *daemon, body map[string]any) *session {
 }
 
 type cellResult struct {
+	Results []struct {
+		Data map[string]json.RawMessage `json:"data"`
+	} `json:"results"`
 	Status       string `json:"status"`
 	Stdout       string `json:"stdout"`
 	Stderr       string `json:"stderr"`
@@ -145,6 +148,12 @@ for k in kids:
 				t.Fatalf("got %q (err %+v, ended %q), want %q", r.Stdout, r.Error, r.SessionEnded, c.want)
 			}
 		})
+	}
+	// The daemon's python runtime renders matplotlib with Agg for jobs; a session's
+	// figures still come back as PNGs.
+	r := s.exec(t, "import matplotlib.pyplot as plt\nplt.plot([1, 2]); plt.show()")
+	if len(r.Results) == 0 || !strings.HasPrefix(string(r.Results[0].Data["image/png"]), `"iVBORw0K`) {
+		t.Errorf("no PNG from a figure: %+v", r)
 	}
 	// Persistence: what one session planted, the next never sees.
 	s.exec(t, "open('/work/planted', 'w').write('x'); open('/tmp/planted', 'w').write('x')")
