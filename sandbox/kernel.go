@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -417,7 +418,9 @@ func (k *kernelClient) awaitKernel(ctx context.Context) error {
 			select {
 			case m := <-ch:
 				gotReply = gotReply || m.Channel == "shell"
-				gotIOPub = gotIOPub || m.Channel == "iopub"
+				// Its idle status, the last thing the request publishes: the kernel
+				// is then idle, and known to be.
+				gotIOPub = gotIOPub || (m.Channel == "iopub" && m.Header.MsgType == "status" && bytes.Contains(m.Content, []byte(`"idle"`)))
 			case <-retry:
 				break wait
 			case <-k.dead:
