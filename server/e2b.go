@@ -108,6 +108,7 @@ func (s *Server) e2bCreate(w http.ResponseWriter, r *http.Request) {
 	s.e2b.mu.Lock()
 	s.e2b.sandboxes[sb.id] = sb
 	s.e2b.mu.Unlock()
+	s.e2bWatch(sb, sess)
 	writeJSON(w, http.StatusCreated, map[string]any{"sandboxID": sb.id, "templateID": sb.template, "clientID": "sandboxd",
 		"envdVersion": e2bEnvdVersion, "envdAccessToken": sb.token, "trafficAccessToken": sb.token})
 }
@@ -385,13 +386,17 @@ func (s *Server) e2bRestartContext(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sb.mu.Lock()
-	if id == sb.def {
+	restartedDefault := id == sb.def
+	if restartedDefault {
 		// The sandbox keeps its id; its default context is now the fresh session.
 		sb.def = fresh.ID()
 	} else {
 		sb.contexts[id] = fresh.ID()
 	}
 	sb.mu.Unlock()
+	if restartedDefault {
+		s.e2bWatch(sb, fresh)
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -405,4 +410,18 @@ func (s *Server) e2bHealth(w http.ResponseWriter, r *http.Request) {
 	if s.e2bData(w, r) != nil { // its token too
 		w.WriteHeader(http.StatusNoContent)
 	}
+}
+
+// e2bWatch forgets the sandbox, and ends its contexts, once sess (its default context)
+// ends on its own (its timeout, a delete through /v1): unless a restart replaced it.
+func (s *Server) e2bWatch(sb *e2bSandbox, sess *sandbox.Session) {
+	go func() {
+		<-sess.Ended()
+		sb.mu.Lock()
+		current := sb.def == sess.ID()
+		sb.mu.Unlock()
+		if current {
+			s.e2bForget(sb)
+		}
+	}()
 }

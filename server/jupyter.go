@@ -35,6 +35,22 @@ type jupyterKernels struct {
 
 const jupyterKernelName = "python3"
 
+// bind makes sess kernel kid, until it ends (expiry, a delete from any front): then the
+// kernel id goes too, unless a restart has bound it to a fresh session meanwhile.
+func (k *jupyterKernels) bind(kid string, sess *sandbox.Session) {
+	k.mu.Lock()
+	k.byID[kid] = sess.ID()
+	k.mu.Unlock()
+	go func() {
+		<-sess.Ended()
+		k.mu.Lock()
+		if k.byID[kid] == sess.ID() {
+			delete(k.byID, kid)
+		}
+		k.mu.Unlock()
+	}()
+}
+
 func (s *Server) registerJupyter() {
 	s.kernels = &jupyterKernels{byID: map[string]string{}, conn: map[string]int{}}
 	s.mux.HandleFunc("GET /api", func(w http.ResponseWriter, _ *http.Request) {
@@ -124,9 +140,7 @@ func (s *Server) startKernel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	kid := uuid.NewString()
-	s.kernels.mu.Lock()
-	s.kernels.byID[kid] = sess.ID()
-	s.kernels.mu.Unlock()
+	s.kernels.bind(kid, sess)
 	w.Header().Set("Location", "/api/kernels/"+kid)
 	writeJSON(w, http.StatusCreated, s.kernelModel(kid, sess))
 }
@@ -196,9 +210,7 @@ func (s *Server) restartKernel(w http.ResponseWriter, r *http.Request) {
 		s.sessionFail(w, err)
 		return
 	}
-	s.kernels.mu.Lock()
-	s.kernels.byID[kid] = fresh.ID()
-	s.kernels.mu.Unlock()
+	s.kernels.bind(kid, fresh)
 	writeJSON(w, http.StatusOK, s.kernelModel(kid, fresh))
 }
 
