@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/testenv"
@@ -70,6 +71,27 @@ func TestSessionsAPI(t *testing.T) {
 	}
 	if code := call(t, "POST", su+"/execute", `{}`, &errBody); code != 400 || errBody["field"] != "code" {
 		t.Fatalf("no code: %d %v", code, errBody)
+	}
+
+	// POST .../interrupt stops a sleeping cell with KeyboardInterrupt; the session goes on.
+	sleeping := make(chan api.CellResult, 1)
+	go func() {
+		var r api.CellResult
+		call(t, "POST", su+"/execute", `{"code": "import time\ntime.sleep(20)"}`, &r)
+		sleeping <- r
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var now api.Session
+		if call(t, "GET", su, "", &now); now.Status == "busy" || time.Now().After(deadline) {
+			break
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if code := call(t, "POST", su+"/interrupt", "", nil); code != 204 {
+		t.Fatalf("interrupt: %d", code)
+	}
+	if r := <-sleeping; r.Error == nil || r.Error.Name != "KeyboardInterrupt" || r.TimedOut || r.SessionEnded != "" {
+		t.Fatalf("interrupted cell: %+v", r)
 	}
 
 	// Streamed: stdout lines arrive as events, then the result.
