@@ -2,6 +2,7 @@
 #   make run    build everything (apt packages, binaries, rootfs) and start the daemon
 #   make test   run the whole test suite (as root: it starts real containers)
 #   make bench  latency and throughput, side by side with bare python
+#   make rootfs [RUNTIMES=all|"python c ..."|IMAGES="gcc ..."]  the job images (README, Images)
 
 export CGO_ENABLED := 1
 # Static: the daemon binary doubles as each job's pid 1 inside the job's root filesystem.
@@ -11,8 +12,16 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 ROOTFS  ?= build/rootfs.tar.zst
 IMAGES_DIR ?= build/images
 ARGS    ?=
+# Job images (images/NAME.packages) are built into build/images/NAME.tar.zst. The default
+# set keeps a fresh `make run` to a few minutes: python (runtimes python, bash) and node
+# (javascript, typescript). RUNTIMES=all, or a list of runtimes, picks the images they need;
+# IMAGES= names images directly. ROOTFS is always the python image.
+DEFAULT_IMAGES := python node
+RUNTIMES ?=
+IMAGES   ?= $(if $(RUNTIMES),$(shell scripts/runtime-images.sh $(RUNTIMES) || echo RUNTIMES-unknown),$(DEFAULT_IMAGES))
+IMAGE_JOBS ?= 2
 
-.PHONY: all deps build rootfs run test test-unit test-vm bench clean
+.PHONY: all deps build rootfs rootfs-all check-images run test test-unit test-vm bench clean
 all: build rootfs
 
 deps:
@@ -23,22 +32,32 @@ build: deps
 	go build -ldflags="-X main.version=$(VERSION)" -o bin/sandboxctl ./cmd/sandboxctl
 
 rootfs: deps
-	@scripts/mkrootfs.sh $(ROOTFS)
+	@scripts/mkimages.sh -j $(IMAGE_JOBS) build/images python $(IMAGES)
+	@scripts/mkrootfs.sh --image python $(ROOTFS)
+
+rootfs-all:
+	@$(MAKE) --no-print-directory rootfs IMAGES=all
+
+# Every runtime of runtimes/*.toml run for real in a chroot of its image (no daemon).
+check-images: rootfs-all
+	scripts/check-images.sh
 
 # On a cgroup v2 host the daemon needs a cgroup of its own, delegated (as systemd's
 # Delegate=yes gives): a terminal's is shared, so it runs in a transient scope.
 DELEGATE := $(shell [ -f /sys/fs/cgroup/cgroup.controllers ] && command -v systemd-run >/dev/null && echo systemd-run --scope --quiet -p Delegate=yes)
 run: build rootfs
-	$(DELEGATE) bin/sandboxd --rootfs $(ROOTFS) --state-dir build/state $(ARGS)
+	$(DELEGATE) bin/sandboxd --rootfs $(ROOTFS) --images-dir $(IMAGES_DIR) --state-dir build/state $(ARGS)
 
-# The tests run real jobs: they need root and the rootfs.
-test: build rootfs
+# The tests run real jobs: they need root and the rootfs, and every image (CI exercises
+# every runtime).
+test: build rootfs-all
+	@go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy" >&2; exit 1; }
 	go vet -tags=$(GOTAGS) ./...
-	SANDBOXD_ROOTFS=$(CURDIR)/$(ROOTFS) SANDBOXD_BIN=$(CURDIR)/bin/sandboxd \
+	SANDBOXD_ROOTFS=$(CURDIR)/$(ROOTFS) SANDBOXD_IMAGES=$(CURDIR)/$(IMAGES_DIR) SANDBOXD_BIN=$(CURDIR)/bin/sandboxd \
 		go test $(GOBUILD) -count=1 -timeout 20m ./...
-	# The engine and API suites again, every job on a warm pooled container when one is ready.
-	SANDBOXD_ROOTFS=$(CURDIR)/$(ROOTFS) SANDBOXD_TEST_POOL=2 \
-		go test $(GOBUILD) -count=1 -timeout 20m ./sandbox/ ./server/
+	# The engine, API and runtime suites again, every job on a warm pooled container when one is ready.
+	SANDBOXD_ROOTFS=$(CURDIR)/$(ROOTFS) SANDBOXD_IMAGES=$(CURDIR)/$(IMAGES_DIR) SANDBOXD_TEST_POOL=2 \
+		go test $(GOBUILD) -count=1 -timeout 20m ./sandbox/ ./server/ ./tests/runtimes/
 	# Sessions need ipykernel: their suites on the python image, where it is built.
 	if [ -f $(IMAGES_DIR)/python.tar.zst ]; then \
 		SANDBOXD_ROOTFS=$(CURDIR)/$(IMAGES_DIR)/python.tar.zst SANDBOXD_BIN=$(CURDIR)/bin/sandboxd \
@@ -48,13 +67,13 @@ test: build rootfs
 # cgroup v2 and systemd for real, on any Linux host (v1 too): two VMs (scripts/vmtest.sh).
 # Stage 1 runs VM_SUITES' real-job tests in a delegated v2 cgroup (tests/vm/cgroup2.sh);
 # stage 2 installs sandboxd and drives its unit under systemd (tests/vm/systemd.sh).
-VM_SUITES ?= sandbox server internal/daemon cmd/sandboxd cmd/sandboxctl
+VM_SUITES ?= sandbox server internal/daemon cmd/sandboxd cmd/sandboxctl tests/attack
 test-vm: build rootfs
 	@mkdir -p build/vmtest
 	for p in $(VM_SUITES); do go test -c $(GOBUILD) -o build/vmtest/$$(echo $$p | tr / _).test ./$$p || exit 1; done
 	scripts/vmtest.sh --prepare
 	rc=0; \
-	scripts/vmtest.sh --disk 4G --timeout 1200 -- tests/vm/cgroup2.sh build/vmtest $(VM_SUITES) || rc=1; \
+	scripts/vmtest.sh --disk 4G --timeout 1800 -- tests/vm/cgroup2.sh build/vmtest $(VM_SUITES) || rc=1; \
 	scripts/vmtest.sh --systemd --disk 4G --disk-at /var/lib/sandboxd --timeout 900 -- tests/vm/systemd.sh || rc=1; \
 	exit $$rc
 

@@ -73,7 +73,7 @@ func startDaemon(pool int) (*daemon, error) {
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("pool_sizes = { javascript = %d }\n", pool)), 0o644); err != nil {
 		return nil, err
 	}
-	d.cmd = exec.Command(*bin, "--rootfs", *tarball, "--images-dir", *imagesDir, "--state-dir", *stateDir, "--run-dir", d.runDir,
+	d.cmd = exec.Command(*bin, "--rootfs", *tarball, "--images-dir", *imagesDir, "--state-dir", daemonState(pool), "--run-dir", d.runDir,
 		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--max-jobs", "8", "--max-queue", "64",
 		"--pool-size", strconv.Itoa(pool), "--session-pool", strconv.Itoa(min(pool, 1)), "--cgroup-name", fmt.Sprintf("sandboxd-bench-%d", port),
 		"--config", cfg)
@@ -171,7 +171,7 @@ func run() error {
 		return sessionTable(&http.Client{Timeout: 60 * time.Second}, cold, warm)
 	}
 
-	rootfs, err := unpackedRootfs(*stateDir, *tarball)
+	rootfs, err := unpackedRootfs(daemonState(0), *tarball)
 	if err != nil {
 		return err
 	}
@@ -200,6 +200,8 @@ func run() error {
 			return execute(client, warm.url, true)
 		}},
 	)
+	rows = append(rows, asyncRows(client, warm.url)...)
+	rows = append(rows, frontRows(client, warm.url)...)
 	for _, r := range rows { // warm caches on every side
 		for range 10 {
 			if err := r.f(); err != nil {
@@ -465,6 +467,12 @@ func waitHealthy(url string, d time.Duration) error {
 }
 
 // unpackedRootfs is where the daemon unpacked the tarball (its content address).
+// daemonState is a daemon's own state dir below -state-dir: the two daemons cannot
+// share one, since each holds its async job store (state_dir/jobs) locked.
+func daemonState(pool int) string {
+	return filepath.Join(*stateDir, fmt.Sprintf("pool%d", pool))
+}
+
 func unpackedRootfs(state, tarball string) (string, error) {
 	f, err := os.Open(tarball)
 	if err != nil {

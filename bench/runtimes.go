@@ -77,9 +77,9 @@ func runtimeTable(client *http.Client, cold, warm *daemon) error {
 		if rt.Compiled {
 			n = max(n/4, 5)
 		}
-		tree, err := unpackedRootfs(*stateDir, filepath.Join(*imagesDir, def.Image+".tar.zst"))
+		tree, err := unpackedRootfs(daemonState(0), filepath.Join(*imagesDir, def.Image+".tar.zst"))
 		if def.Image == "python" {
-			tree, err = unpackedRootfs(*stateDir, *tarball)
+			tree, err = unpackedRootfs(daemonState(0), *tarball)
 		}
 		if err != nil {
 			return err

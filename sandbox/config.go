@@ -106,7 +106,7 @@ func configFor(s jobSpec) *configs.Config {
 		ReadonlyPaths:   readonlyPaths,
 		Seccomp:         s.seccomp,
 		OomScoreAdj:     &score,
-		Rlimits:         rlimits(s.limits),
+		Rlimits:         containerRlimits(s.limits, s.limits),
 		Cgroups: &cgroups.Cgroup{
 			Path: s.cgroupPath,
 			Resources: &cgroups.Resources{
@@ -137,14 +137,28 @@ func configFor(s jobSpec) *configs.Config {
 // a disk. RLIMIT_CPU is only a backstop for the daemon's own CPU-time watch (which sums
 // all processes and acts first), so a lone process can never run on if the daemon stalls.
 func rlimits(l Limits) []configs.Rlimit {
-	cpu := uint64(l.CPUTime.Seconds()) + 2
+	return append(containerRlimits(l, l), configs.Rlimit{Type: unix.RLIMIT_NOFILE, Hard: uint64(l.OpenFiles), Soft: uint64(l.OpenFiles)})
+}
+
+// containerRlimits are the rlimits libcontainer applies to a job's processes: soft from
+// soft, hard from hard. RLIMIT_NOFILE is not among them: runc's own init, to which they
+// are applied, needs more descriptors than a job's lowest limit; the job's init sets it
+// (jobinit.NofileArg).
+func containerRlimits(soft, hard Limits) []configs.Rlimit {
+	cpu := func(l Limits) uint64 { return uint64(l.CPUTime.Seconds()) + 2 }
 	return []configs.Rlimit{
 		{Type: unix.RLIMIT_CORE, Hard: 0, Soft: 0},
-		{Type: unix.RLIMIT_NOFILE, Hard: uint64(l.OpenFiles), Soft: uint64(l.OpenFiles)},
-		{Type: unix.RLIMIT_FSIZE, Hard: uint64(l.FileSize), Soft: uint64(l.FileSize)},
-		{Type: unix.RLIMIT_STACK, Hard: uint64(l.Stack), Soft: uint64(l.Stack)},
-		{Type: unix.RLIMIT_CPU, Hard: cpu, Soft: cpu},
+		{Type: unix.RLIMIT_FSIZE, Hard: uint64(hard.FileSize), Soft: uint64(soft.FileSize)},
+		{Type: unix.RLIMIT_STACK, Hard: uint64(hard.Stack), Soft: uint64(soft.Stack)},
+		{Type: unix.RLIMIT_CPU, Hard: cpu(hard), Soft: cpu(soft)},
 	}
+}
+
+// covers says whether rlimits with hard limits l can be set to those of want without
+// raising a hard limit (which takes CAP_SYS_RESOURCE in the host's user namespace).
+func (l Limits) covers(want Limits) bool {
+	return l.OpenFiles >= want.OpenFiles && l.FileSize >= want.FileSize && l.Stack >= want.Stack &&
+		uint64(l.CPUTime.Seconds()) >= uint64(want.CPUTime.Seconds())
 }
 
 // applyIO adds the io throttles and weight of l for dev.

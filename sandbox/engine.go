@@ -119,6 +119,8 @@ type Engine struct {
 	// seccompProg is Options.Seccomp compiled once, for the jobs' init to load (nil:
 	// libcontainer compiles it in every container, or there is no profile).
 	seccompProg *os.File
+	// shares is what each job gets of the kernel's per-user counts (ucounts.go).
+	shares kernelShares
 
 	runtimes runtimeSet
 	reg      registry         // jobs holding a slot, for listing and killing
@@ -127,9 +129,14 @@ type Engine struct {
 }
 
 // New prepares an engine: it checks the rootfs, places job cgroups below the daemon's
-// own, and removes whatever a previous, killed daemon left in RunDir.
+// own, and removes whatever a previous, killed daemon left in RunDir. If it fails, it
+// undoes what it did: no mount is left and the run dir is unlocked.
 func New(opts Options) (_ *Engine, retErr error) {
 	opts.setDefaults()
+	var lowered []string
+	if opts.Policy, lowered = fitOwnRlimits(opts.Policy, ownRlimit); len(lowered) > 0 {
+		opts.Logger.Warn("maximums lowered to the daemon's own hard rlimits, which no job can exceed", "limits", lowered, "max", opts.Policy.Max.View())
+	}
 	if err := opts.Policy.Validate(); err != nil {
 		return nil, err
 	}
@@ -156,6 +163,15 @@ func New(opts Options) (_ *Engine, retErr error) {
 		stateRoot: filepath.Join(opts.RunDir, "containers"),
 		jobsRoot:  filepath.Join(opts.RunDir, "jobs"),
 	}
+	if e.shares, err = kernelSharesFor(userCountsDir, opts.MaxJobs, ownRlimit); err != nil {
+		return nil, err
+	}
+	var undo cleanup
+	defer func() {
+		if retErr != nil {
+			retErr = errors.Join(retErr, undo.run())
+		}
+	}()
 	for _, d := range []string{opts.RunDir, e.stateRoot, e.jobsRoot} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return nil, fmt.Errorf("create run dir: %w", err)
@@ -168,15 +184,12 @@ func New(opts Options) (_ *Engine, retErr error) {
 	if e.runLock, err = lockRunDir(opts.RunDir); err != nil {
 		return nil, err
 	}
+	undo.push(e.runLock.Close)
 	e.runtimes = rts
 	if e.initBin, e.roots, e.devDir, err = hostMounts(opts.RunDir, usedImages(rts, images)); err != nil {
 		return nil, err
 	}
-	defer func() {
-		if retErr != nil {
-			_ = unmountHostMounts(opts.RunDir)
-		}
-	}()
+	undo.push(func() error { return unmountHostMounts(opts.RunDir) })
 	if dev, err := blockDeviceOf(e.anyImage(images), "/sys"); err == nil {
 		e.ioDev = &dev
 	} else {
@@ -189,6 +202,8 @@ func New(opts Options) (_ *Engine, retErr error) {
 		return nil, err
 	}
 	defer self.Close()
+	// On v2 this moves the daemon into a leaf of its own cgroup, where it stays: a
+	// restart finds it there (setupPlacement), so there is nothing to undo.
 	e.place, err = setupPlacement(mode, opts.CgroupMountpoint, opts.CgroupName, self, os.Getpid())
 	if err != nil {
 		return nil, fmt.Errorf("cgroup setup (%s): %w", mode, err)
@@ -202,9 +217,12 @@ func New(opts Options) (_ *Engine, retErr error) {
 			opts.Logger.Warn("seccomp profile not compiled ahead; libcontainer compiles it in each container (~4 ms more per start)", "err", err)
 		} else {
 			e.seccompProg = prog
+			undo.push(prog.Close)
 			opts.Logger.Debug("seccomp profile compiled", "instructions", n)
 		}
 	}
+	opts.Logger.Debug("per-job shares of the per-user kernel counts", "sysctl", e.shares.sysctl, "rlimits", e.shares.rlimits)
+	// Last: nothing can fail after the pools start.
 	e.pools = map[string]*pool{}
 	for _, rt := range rts.list {
 		size, ok := opts.PoolSizes[rt.Name]
@@ -286,6 +304,7 @@ func (e *Engine) Policy() Policy {
 
 // SetPolicy replaces the defaults and maximums for jobs not yet started.
 func (e *Engine) SetPolicy(p Policy) error {
+	p, _ = fitOwnRlimits(p, ownRlimit) // as in New
 	if err := p.Validate(); err != nil {
 		return err
 	}
@@ -324,6 +343,8 @@ func (e *Engine) Close(ctx context.Context) error {
 		if err := unmountHostMounts(e.opts.RunDir); err != nil {
 			e.opts.Logger.Warn("unmount the jobs' root and init", "err", err)
 		}
+		// Last: from here another engine may take the run dir.
+		e.runLock.Close()
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

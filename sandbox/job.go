@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/gpu"
-	"github.com/sandboxd/sandboxd/sandbox/jobinit"
 )
 
 // ioGrace bounds how long the daemon waits for a job's output pipes to close after its
@@ -28,6 +27,7 @@ type jobProc struct {
 	proc             *libcontainer.Process
 	paths            map[string]string // the job's cgroup per controller
 	stdin            *os.File          // write end; closed once the input is written
+	control          *os.File          // write end of the init's control pipe (jobinit.ControlFD)
 	stdoutR, stderrR *os.File
 	outCap, errCap   *capture
 	outDone, errDone chan struct{}
@@ -66,6 +66,7 @@ type procSpec struct {
 // startProc makes the job's container and starts its process.
 func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 	cfg := e.containerConfig(s.id, s.storage, s.root, s.lim)
+	e.configureInit(cfg, s) // rlimits and kernel-count shares (initcmd.go)
 	if s.outBind != "" {
 		cfg.Mounts = append(cfg.Mounts, &configs.Mount{Source: s.outBind, Destination: OutDir, Device: "bind",
 			Flags: unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV})
@@ -100,7 +101,7 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 	undo.push(func() error { return destroy(ctr) })
 
 	// Pipes: our ends are closed by the undo stack; the job's ends right after start.
-	var pipes [8]*os.File
+	var pipes [10]*os.File
 	for i := 0; i < len(pipes); i += 2 {
 		r, w, err := os.Pipe()
 		if err != nil {
@@ -110,17 +111,10 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 		undo.push(func() error { r.Close(); w.Close(); return nil })
 	}
 	stdinR, stdinW, stdoutR, stdoutW, stderrR, stderrW, statusR, statusW := pipes[0], pipes[1], pipes[2], pipes[3], pipes[4], pipes[5], pipes[6], pipes[7]
-	// The job's init runs the command; with the compiled seccomp program it loads that
-	// first (the config then has none for libcontainer to compile).
-	extra := []*os.File{statusW} // jobinit.StatusFD
-	if e.seccompProg != nil {
-		args = append([]string{jobinit.InitPath, jobinit.SeccompArg}, args...)
-		extra = append(extra, e.seccompProg) // jobinit.SeccompFD
-	} else {
-		args = append([]string{jobinit.InitPath}, args...)
-	}
+	controlR, controlW := pipes[8], pipes[9] // the init's clock; only the daemon writes (initcmd.go)
+	args, extra := e.initArgs(s, args, statusW, controlR)
 	jp := &jobProc{
-		ctr: ctr, stdin: stdinW, stdoutR: stdoutR, stderrR: stderrR,
+		ctr: ctr, stdin: stdinW, stdoutR: stdoutR, stderrR: stderrR, control: controlW,
 		outCap: &capture{limit: e.opts.OutputLimit}, errCap: &capture{limit: e.opts.OutputLimit},
 		outDone: make(chan struct{}), errDone: make(chan struct{}), waited: make(chan struct{}), reported: make(chan struct{}),
 		proc: &libcontainer.Process{
@@ -137,7 +131,7 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 		},
 	}
 	err = ctr.Run(jp.proc)
-	for _, f := range []*os.File{stdinR, stdoutW, stderrW, statusW} {
+	for _, f := range []*os.File{stdinR, stdoutW, stderrW, statusW, controlR} {
 		f.Close()
 	}
 	if err != nil {
@@ -213,6 +207,9 @@ func (e *Engine) runProc(ctx context.Context, id string, jp *jobProc, lim Limits
 	var err error
 	if jp.cpuBase, jp.userBase, jp.sysBase, err = cpuTimes(e.place.mode, jp.paths); err != nil {
 		return "", fmt.Errorf("read the container's CPU: %w", err)
+	}
+	if err := startClock(jp.control, lim); err != nil { // the init's own bound
+		return "", err
 	}
 	if sink != nil {
 		jp.outCap.sink = func(b []byte, trunc bool) { sink(EventStdout, b, trunc) }

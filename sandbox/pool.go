@@ -32,6 +32,8 @@ type pool struct {
 	closed  bool
 	wake    chan struct{}
 	done    chan struct{}
+	// teardowns are discarded containers being removed; close waits for them.
+	teardowns sync.WaitGroup
 }
 
 // warmProc is a pooled container; undo tears it down.
@@ -41,6 +43,7 @@ type warmProc struct {
 	storage string // host directory of its tmpfs (/work)
 	shape   int64  // its shape: the tmpfs size
 	lim     Limits // what it was started with
+	hard    Limits // its processes' hard rlimits: the most a job on it may have
 	proc    *jobProc
 	undo    cleanup
 }
@@ -100,6 +103,7 @@ func (p *pool) add() error {
 		return err
 	}
 	w := &warmProc{id: newJobID(), pool: p, shape: lim.Storage, lim: lim}
+	_, w.hard = p.e.initLimits(procSpec{lim: lim, warm: true})
 	p.mu.Lock()
 	p.pending[w.id] = true
 	p.mu.Unlock()
@@ -136,6 +140,11 @@ func (p *pool) take(lim Limits, lease *gpu.Lease) *warmProc {
 	defer p.mu.Unlock()
 	for len(p.ready) > 0 {
 		w := p.ready[0]
+		if !w.hard.covers(lim) {
+			// Started before the maximums were raised (SIGHUP): it cannot give this
+			// job its rlimits, but may serve the next. This one starts cold.
+			return nil
+		}
 		p.ready = p.ready[1:]
 		stale := w.shape != shape // the default changed (SIGHUP) since it started
 		select {
@@ -145,7 +154,9 @@ func (p *pool) take(lim Limits, lease *gpu.Lease) *warmProc {
 		}
 		if stale {
 			p.pending[w.id] = true // until torn down
+			p.teardowns.Add(1)
 			go func() {
+				defer p.teardowns.Done()
 				_ = w.undo.run()
 				p.mu.Lock()
 				delete(p.pending, w.id)
@@ -181,7 +192,8 @@ func (e *Engine) scanPools(f func(ids map[string]bool) error) error {
 	return f(out)
 }
 
-// close stops refilling and destroys the idle containers.
+// close stops refilling, destroys the idle containers and waits for those being torn
+// down.
 func (p *pool) close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -198,28 +210,24 @@ func (p *pool) close() error {
 	for _, w := range idle {
 		errs = append(errs, w.undo.run())
 	}
+	p.teardowns.Wait()
 	return errors.Join(errs...)
 }
 
 // dispatch gives a warm container the job's limits before the code is handed over: the
-// cgroup's resources, and the rlimits of the waiting python process.
+// cgroup's resources, and the rlimits of the waiting python process. The rlimits are set
+// always: the container started with the policy's maximums as hard limits (see
+// initLimits), which only lowering, never raising, needs no CAP_SYS_RESOURCE for.
 func (e *Engine) dispatch(w *warmProc, lim Limits) error {
-	if lim == w.lim {
-		return nil // the default limits, which it already has
-	}
-	cfg := w.proc.ctr.Config()
-	want := e.containerConfig(w.id, "", "", lim)
-	cg := *cfg.Cgroups
-	cg.Resources = want.Cgroups.Resources
-	cfg.Cgroups = &cg
-	if err := w.proc.ctr.Set(cfg); err != nil {
-		return fmt.Errorf("apply limits to warm container: %w", err)
+	if lim != w.lim { // else it has the default resources already
+		if err := e.applyResources(w, lim); err != nil {
+			return err
+		}
 	}
 	st, err := w.proc.ctr.State()
 	if err != nil {
 		return err
 	}
-
 	pid, err := firstChild(st.InitProcessPid)
 	if err != nil {
 		return fmt.Errorf("find warm python: %w", err)
@@ -229,6 +237,19 @@ func (e *Engine) dispatch(w *warmProc, lim Limits) error {
 		if err := unix.Prlimit(pid, rl.Type, &r, nil); err != nil {
 			return fmt.Errorf("set rlimit %d of warm python: %w", rl.Type, err)
 		}
+	}
+	return nil
+}
+
+// applyResources gives a warm container's cgroup the job's limits.
+func (e *Engine) applyResources(w *warmProc, lim Limits) error {
+	cfg := w.proc.ctr.Config()
+	want := e.containerConfig(w.id, "", "", lim)
+	cg := *cfg.Cgroups
+	cg.Resources = want.Cgroups.Resources
+	cfg.Cgroups = &cg
+	if err := w.proc.ctr.Set(cfg); err != nil {
+		return fmt.Errorf("apply limits to warm container: %w", err)
 	}
 	return nil
 }

@@ -23,47 +23,72 @@ func waitWarm(t *testing.T, e *sandbox.Engine, n int) {
 }
 
 // A warm container must behave exactly like python3 main.py in a fresh one: the same
-// programs give the same stdout, stderr, exit code and status both ways.
+// programs give the same stdout, stderr, exit code and status both ways, also under
+// limits other than the pool's defaults (which dispatch sets on a warm container).
 func TestWarmBehavesLikeCold(t *testing.T) {
 	cold := testenv.Engine(t, sandbox.Options{PoolSize: -1})
 	warm := testenv.Engine(t, sandbox.Options{PoolSize: 1})
-	cases := []struct{ name, code, stdin string }{
+	const rlimitsCode = `import resource
+print([resource.getrlimit(getattr(resource, "RLIMIT_" + n)) for n in ("CPU", "FSIZE", "NOFILE", "STACK", "CORE", "MSGQUEUE", "SIGPENDING", "MEMLOCK")])`
+	const openAll = `import os
+n = 0
+try:
+    while True:
+        os.open("/dev/null", os.O_RDONLY)
+        n += 1
+except OSError as e:
+    print(n, e.errno)`
+	cases := []struct {
+		name, code, stdin string
+		lim               sandbox.Limits
+	}{
 		{"name and argv", `import sys, os
 print(__name__, sys.argv, __file__, sys.path[0], os.getcwd())
 print(open(__file__).read().splitlines()[0])
-print(__doc__, __spec__, __package__)`, ""},
+print(__doc__, __spec__, __package__)`, "", sandbox.Limits{}},
 		{"docstring", `"""the doc"""
-print(__doc__)`, ""},
+print(__doc__)`, "", sandbox.Limits{}},
 		{"traceback names main.py", `def f():
     return 1 / 0
-f()`, ""},
-		{"syntax error", `print("unclosed"`, ""},
-		{"indentation error", "if True:\nprint(1)", ""},
-		{"exit code", "import sys\nprint('out')\nsys.exit(42)", ""},
-		{"exit message", "import sys\nsys.exit('bye')", ""},
-		{"exit none", "raise SystemExit", ""},
-		{"uncaught in thread and main", "import threading\nt = threading.Thread(target=lambda: 1/0)\nt.start()\nt.join()\nraise KeyError('k')", ""},
-		{"stdin", "import sys\nprint(input())\nprint(sys.stdin.read().split())", "first line\nsecond third\n"},
-		{"stdin bytes", "import sys\nprint(sys.stdin.buffer.read())", "\x00\x01binary"},
-		{"flushing and atexit", "import atexit, sys\natexit.register(lambda: print('at exit'))\nsys.stdout.write('no newline')", ""},
-		{"excepthook", "import sys\nsys.excepthook = lambda *a: print('hooked', a[0].__name__)\nraise ValueError", ""},
-		{"globals are clean", "print(sorted(k for k in globals() if not k.startswith('__')))", ""},
-		{"main module", "import __main__, sys\nx = 5\nprint(__main__.x, sys.modules['__main__'] is __main__)", ""},
-		{"signal", "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)", ""},
-		{"__del__ at exit, after atexit", "import atexit\nclass A:\n    def __del__(self): print('del')\na = A()\natexit.register(print, 'atexit')", ""},
-		{"non-daemon thread outlives main", "import threading, time\ndef late():\n    time.sleep(0.2)\n    print('thread done')\nthreading.Thread(target=late).start()\nprint('main done')", ""},
-		{"exit true", "import sys\nsys.exit(True)", ""},
-		{"exit 256", "import sys\nsys.exit(256)", ""},
-		{"keyboard interrupt", "raise KeyboardInterrupt", ""},
-		{"error in atexit", "import atexit\natexit.register(lambda: 1/0)\nprint('x')", ""},
-		{"print to closed stdout", "import sys, os\nprint('lost')\nos.close(1)", ""},
-		{"pickle of main classes", "import pickle\nclass A: pass\nprint(type(pickle.loads(pickle.dumps(A()))).__name__)", ""},
+f()`, "", sandbox.Limits{}},
+		{"syntax error", `print("unclosed"`, "", sandbox.Limits{}},
+		{"indentation error", "if True:\nprint(1)", "", sandbox.Limits{}},
+		{"exit code", "import sys\nprint('out')\nsys.exit(42)", "", sandbox.Limits{}},
+		{"exit message", "import sys\nsys.exit('bye')", "", sandbox.Limits{}},
+		{"exit none", "raise SystemExit", "", sandbox.Limits{}},
+		{"uncaught in thread and main", "import threading\nt = threading.Thread(target=lambda: 1/0)\nt.start()\nt.join()\nraise KeyError('k')", "", sandbox.Limits{}},
+		{"stdin", "import sys\nprint(input())\nprint(sys.stdin.read().split())", "first line\nsecond third\n", sandbox.Limits{}},
+		{"stdin bytes", "import sys\nprint(sys.stdin.buffer.read())", "\x00\x01binary", sandbox.Limits{}},
+		{"flushing and atexit", "import atexit, sys\natexit.register(lambda: print('at exit'))\nsys.stdout.write('no newline')", "", sandbox.Limits{}},
+		{"excepthook", "import sys\nsys.excepthook = lambda *a: print('hooked', a[0].__name__)\nraise ValueError", "", sandbox.Limits{}},
+		{"globals are clean", "print(sorted(k for k in globals() if not k.startswith('__')))", "", sandbox.Limits{}},
+		{"main module", "import __main__, sys\nx = 5\nprint(__main__.x, sys.modules['__main__'] is __main__)", "", sandbox.Limits{}},
+		{"signal", "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)", "", sandbox.Limits{}},
+		{"__del__ at exit, after atexit", "import atexit\nclass A:\n    def __del__(self): print('del')\na = A()\natexit.register(print, 'atexit')", "", sandbox.Limits{}},
+		{"non-daemon thread outlives main", "import threading, time\ndef late():\n    time.sleep(0.2)\n    print('thread done')\nthreading.Thread(target=late).start()\nprint('main done')", "", sandbox.Limits{}},
+		{"exit true", "import sys\nsys.exit(True)", "", sandbox.Limits{}},
+		{"exit 256", "import sys\nsys.exit(256)", "", sandbox.Limits{}},
+		{"keyboard interrupt", "raise KeyboardInterrupt", "", sandbox.Limits{}},
+		{"error in atexit", "import atexit\natexit.register(lambda: 1/0)\nprint('x')", "", sandbox.Limits{}},
+		{"print to closed stdout", "import sys, os\nprint('lost')\nos.close(1)", "", sandbox.Limits{}},
+		{"pickle of main classes", "import pickle\nclass A: pass\nprint(type(pickle.loads(pickle.dumps(A()))).__name__)", "", sandbox.Limits{}},
+		{"default rlimits", rlimitsCode, "", sandbox.Limits{}},
+		{"cpu_time 11 s", rlimitsCode, "", sandbox.Limits{CPUTime: 11 * time.Second}},
+		{"cpu_time 60 s", rlimitsCode, "", sandbox.Limits{CPUTime: time.Minute}},
+		{"cpu_time 5 min", rlimitsCode, "", sandbox.Limits{CPUTime: 5 * time.Minute}},
+		{"file_size 128 MiB", rlimitsCode, "", sandbox.Limits{FileSize: 128 << 20}},
+		{"file_size 1 KiB", "open('/tmp/f', 'wb').write(b'x' * 2048)", "", sandbox.Limits{FileSize: 1 << 10}},
+		{"open_files 2048", openAll, "", sandbox.Limits{OpenFiles: 2048}},
+		{"open_files 16, the floor", openAll, "", sandbox.Limits{OpenFiles: 16}},
+		{"open_files 17", openAll, "", sandbox.Limits{OpenFiles: 17}},
+		{"stack 16 MiB", rlimitsCode, "", sandbox.Limits{Stack: 16 << 20}},
+		{"stack 256 KiB, the floor", rlimitsCode, "", sandbox.Limits{Stack: 256 << 10}},
 	}
 	ids := regexp.MustCompile(`0x[0-9a-f]+`)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			waitWarm(t, warm, 1)
-			req := sandbox.Request{Code: c.code, Stdin: []byte(c.stdin)}
+			req := sandbox.Request{Code: c.code, Stdin: []byte(c.stdin), Limits: c.lim}
 			rc, err := cold.Run(context.Background(), req)
 			if err != nil {
 				t.Fatal(err)

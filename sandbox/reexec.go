@@ -3,7 +3,9 @@ package sandbox
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/opencontainers/runc/libcontainer/exeseal"
 	"golang.org/x/sys/unix"
@@ -20,6 +22,7 @@ func ReexecSealed() error {
 		// Running sealed: keep the copy's fd out of every process the daemon starts.
 		if fd, err := strconv.Atoi(os.Getenv(sealedFDEnv)); err == nil {
 			_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+			restoreName() // just re-exec'd from /proc/self/fd/N
 		}
 		return os.Unsetenv(sealedFDEnv)
 	}
@@ -48,3 +51,33 @@ func ReexecSealed() error {
 }
 
 const sealedFDEnv = "_SANDBOXD_SEALED_FD"
+
+// restoreName gives the process back the name it had before the re-exec. The kernel
+// names a process (its comm, what ps and top show) after the last part of the path it
+// was exec'd from, here /proc/self/fd/N, so the daemon showed as "8". argv is kept as
+// given, so only comm needs fixing: PR_SET_NAME names one thread, and the Go runtime has
+// started several by now; each is renamed through /proc/self/task/<tid>/comm, and since
+// a new thread takes its creator's name, a pass that finds every thread named ends it.
+func restoreName() {
+	name := filepath.Base(os.Args[0])
+	if len(name) > 15 { // TASK_COMM_LEN less the NUL
+		name = name[:15]
+	}
+	for range 10 {
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return
+		}
+		renamed := false
+		for _, t := range tasks {
+			comm := filepath.Join("/proc/self/task", t.Name(), "comm")
+			if b, err := os.ReadFile(comm); err == nil && strings.TrimSuffix(string(b), "\n") != name {
+				_ = os.WriteFile(comm, []byte(name), 0)
+				renamed = true
+			}
+		}
+		if !renamed {
+			return
+		}
+	}
+}

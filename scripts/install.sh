@@ -6,7 +6,9 @@
 #
 # It installs
 #   $PREFIX/bin/sandboxd, $PREFIX/bin/sandboxctl        (PREFIX=/usr/local)
-#   $PREFIX/share/sandboxd/rootfs.tar.zst               the jobs' root filesystem
+#   $PREFIX/share/sandboxd/rootfs.tar.zst               the python image, the default runtime's
+#   $PREFIX/share/sandboxd/images/<image>.tar.zst       the other runtimes' images in $IMAGES_DIR
+#                                                       (build/images; IMAGES_DIR= installs none)
 #   $PREFIX/share/doc/sandboxd/README.md
 #   /etc/systemd/system/sandboxd.service, sandboxd.socket
 #   /etc/sandboxd/config.toml                           only if there is none yet
@@ -20,6 +22,7 @@ PREFIX=${PREFIX:-/usr/local}
 DESTDIR=${DESTDIR:-}
 BIN_DIR=${BIN_DIR:-bin}
 ROOTFS=${ROOTFS:-build/rootfs.tar.zst}
+IMAGES_DIR=${IMAGES_DIR-build/images}
 UNIT_DIR=/etc/systemd/system
 CONF=/etc/sandboxd/config.toml
 
@@ -50,6 +53,13 @@ put_edited() { # mode src dst
 put 0755 "$BIN_DIR/sandboxd" "$PREFIX/bin/sandboxd"
 put 0755 "$BIN_DIR/sandboxctl" "$PREFIX/bin/sandboxctl"
 put 0644 "$ROOTFS" "$PREFIX/share/sandboxd/rootfs.tar.zst"
+if [ -n "$IMAGES_DIR" ] && [ -d "$IMAGES_DIR" ]; then
+	for img in "$IMAGES_DIR"/*.tar.zst; do
+		[ -f "$img" ] || continue
+		case $(basename "$img") in python.tar.zst) continue ;; esac # the rootfs
+		put 0644 "$img" "$PREFIX/share/sandboxd/images/$(basename "$img")"
+	done
+fi
 put 0644 README.md "$PREFIX/share/doc/sandboxd/README.md"
 put_edited 0644 scripts/sandboxd.service "$UNIT_DIR/sandboxd.service"
 put_edited 0644 scripts/sandboxd.socket "$UNIT_DIR/sandboxd.socket"

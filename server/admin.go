@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/sandboxd/sandboxd/rootfs"
@@ -67,6 +68,7 @@ type StatusView struct {
 	UptimeSeconds float64   `json:"uptime_seconds"`
 	CgroupMode    string    `json:"cgroup_mode"`
 	Rootfs        string    `json:"rootfs"`
+	State         string    `json:"state"` // "serving", or "draining": new jobs get 503 (an admin's drain, or shutdown)
 	Draining      bool      `json:"draining"`
 	Capacity      struct {
 		MaxJobs  int `json:"max_jobs"`
@@ -93,6 +95,10 @@ func (a *Admin) status(w http.ResponseWriter, _ *http.Request) {
 	v.UptimeSeconds = time.Since(a.Started).Round(time.Second).Seconds()
 	v.CgroupMode = string(a.Engine.CgroupMode())
 	v.Draining = a.Gate.Draining()
+	v.State = "serving"
+	if v.Draining {
+		v.State = "draining"
+	}
 	v.Capacity.MaxJobs, v.Capacity.MaxQueue, v.Capacity.PoolIdle = a.MaxJobs, a.MaxQueue, a.Engine.PoolIdle()
 	v.Jobs.Running, v.Jobs.Queued = a.Engine.Load()
 	if a.GPUs != nil {
@@ -172,17 +178,22 @@ func (a *Admin) rootfsImport(s *Server) http.HandlerFunc {
 		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 		f, err := os.CreateTemp(a.UploadDir, ".upload-*")
 		if err != nil {
-			s.log.Error("stage rootfs upload", "err", err)
-			writeError(w, http.StatusInternalServerError, "", "internal error")
+			s.storageFault(w, "stage rootfs upload", err)
 			return
 		}
 		defer os.Remove(f.Name())
-		_, err = io.Copy(f, http.MaxBytesReader(w, r.Body, a.MaxUpload))
-		if cerr := f.Close(); err == nil {
-			err = cerr
+		// Reading the body failing is the client's doing; writing the file failing
+		// (a full disk, EIO) is ours.
+		fw := &faultWriter{w: f}
+		_, err = io.Copy(fw, http.MaxBytesReader(w, r.Body, a.MaxUpload))
+		if cerr := f.Close(); cerr != nil && fw.err == nil {
+			fw.err = cerr
 		}
 		var tooBig *http.MaxBytesError
 		switch {
+		case fw.err != nil:
+			s.storageFault(w, "stage rootfs upload", fw.err)
+			return
 		case errors.As(err, &tooBig):
 			writeError(w, http.StatusRequestEntityTooLarge, "", "the tarball is too large")
 			return
@@ -192,6 +203,10 @@ func (a *Admin) rootfsImport(s *Server) http.HandlerFunc {
 		}
 		img, err := a.Store.Import(r.Context(), f.Name())
 		switch {
+		case isStorageFault(err):
+			// Before the archive's own errors: a write that failed while unpacking is
+			// the host's fault even where the unpacker calls the archive unreadable.
+			s.storageFault(w, "import rootfs", err)
 		case errors.Is(err, rootfs.ErrTooLarge):
 			writeError(w, http.StatusRequestEntityTooLarge, "", "the archive unpacks to more than the store allows")
 		case errors.Is(err, rootfs.ErrBadFormat):
@@ -206,4 +221,39 @@ func (a *Admin) rootfsImport(s *Server) http.HandlerFunc {
 			writeJSON(w, http.StatusOK, ImageView{Image: img, InUse: img.Digest == a.Rootfs})
 		}
 	}
+}
+
+// faultWriter remembers the error of a failed write, so a copy's error can be told
+// apart: the reader's (the client's) or the writer's (the host's).
+type faultWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (f *faultWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if err != nil && f.err == nil {
+		f.err = err
+	}
+	return n, err
+}
+
+// isStorageFault says whether err is the host's disk failing, not the request.
+func isStorageFault(err error) bool {
+	for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EDQUOT, syscall.EIO, syscall.EROFS} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
+}
+
+// storageFault logs a server fault and answers 507 for a full disk, 500 otherwise.
+func (s *Server) storageFault(w http.ResponseWriter, what string, err error) {
+	s.log.Error(what, "err", err)
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		writeError(w, http.StatusInsufficientStorage, "", "the daemon's disk is full; nothing was imported")
+		return
+	}
+	writeError(w, http.StatusInternalServerError, "", "internal error")
 }

@@ -82,7 +82,7 @@ func TestAdminStatusJobsKill(t *testing.T) {
 	s, _ := adminServer(t, eng, nil)
 
 	code, st := do(t, s, "GET", "/v1/admin/status", nil)
-	if code != 200 || st["version"] != "v1.2" || st["cgroup_mode"] != "v2" || st["rootfs"] != "sha256:abc" || st["uptime_seconds"].(float64) < 59 {
+	if code != 200 || st["state"] != "serving" || st["version"] != "v1.2" || st["cgroup_mode"] != "v2" || st["rootfs"] != "sha256:abc" || st["uptime_seconds"].(float64) < 59 {
 		t.Errorf("status: %d %v", code, st)
 	}
 	if jobs := st["jobs"].(map[string]any); jobs["running"] != 1.0 || jobs["queued"] != 1.0 {
@@ -122,8 +122,8 @@ func TestAdminDrainResume(t *testing.T) {
 			t.Errorf("%s while draining: %d %v, want 503", path, code, ans)
 		}
 	}
-	if _, st := do(t, s, "GET", "/v1/admin/status", nil); st["draining"] != true {
-		t.Errorf("status while draining: %v", st["draining"])
+	if _, st := do(t, s, "GET", "/v1/admin/status", nil); st["draining"] != true || st["state"] != "draining" {
+		t.Errorf("status while draining: draining %v state %v", st["draining"], st["state"])
 	}
 	close(eng.release)
 	if code := <-running; code != 200 {
@@ -134,6 +134,9 @@ func TestAdminDrainResume(t *testing.T) {
 	}
 	if code, _ := do(t, s, "POST", "/v1/execute", []byte(`{"code":"x"}`)); code != 200 {
 		t.Errorf("after resume: %d, want 200", code)
+	}
+	if _, st := do(t, s, "GET", "/v1/admin/status", nil); st["draining"] != false || st["state"] != "serving" {
+		t.Errorf("status after resume: draining %v state %v", st["draining"], st["state"])
 	}
 }
 

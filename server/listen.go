@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -55,7 +56,10 @@ func listenUnix(path, group string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
-	if _, err := os.Lstat(path); err == nil {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 { // connect says ECONNREFUSED for any file
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
 		c, err := net.DialTimeout("unix", path, time.Second)
 		if err == nil {
 			c.Close()
@@ -68,13 +72,25 @@ func listenUnix(path, group string) (net.Listener, error) {
 			return nil, fmt.Errorf("remove stale socket: %w", err)
 		}
 	}
-	// Create it unreachable, then open it up to owner and group only.
-	old := syscall.Umask(0o177)
-	ln, err := net.Listen("unix", path)
-	syscall.Umask(old)
+	// Bind it where nobody else can reach it, set its owner and mode, then rename it into
+	// place: no moment at which the socket is reachable with a wider mode, and the
+	// process-wide umask is never touched (the warm pool creates files, fifos and
+	// container state from other goroutines while the daemon starts listening, and a
+	// umask changed under them would give those the socket's tight mode, or ours theirs).
+	// The private directory is on the socket's filesystem, so the rename is atomic.
+	tmpDir, err := os.MkdirTemp(filepath.Dir(path), ".bind-") // 0700
 	if err != nil {
 		return nil, err
 	}
+	defer os.RemoveAll(tmpDir)
+	tmp := filepath.Join(tmpDir, "s")
+	l, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, err
+	}
+	ul := l.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false) // it would unlink tmp; Close removes path instead
+	ln := &unixListener{UnixListener: ul, path: path}
 	gid := -1
 	if group != "" {
 		g, err := user.LookupGroup(group)
@@ -84,13 +100,42 @@ func listenUnix(path, group string) (net.Listener, error) {
 		}
 		gid, _ = strconv.Atoi(g.Gid)
 	}
-	if err := os.Chown(path, -1, gid); err != nil {
-		ln.Close()
+	if err := os.Chown(tmp, -1, gid); err != nil {
+		ul.Close()
 		return nil, err
 	}
-	if err := os.Chmod(path, 0o660); err != nil {
-		ln.Close()
+	if err := os.Chmod(tmp, 0o660); err != nil {
+		ul.Close()
+		return nil, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		ul.Close()
 		return nil, err
 	}
 	return ln, nil
+}
+
+// unixListener removes its socket's path on Close, as net.UnixListener does for the path
+// it bound, which here was the temporary one.
+type unixListener struct {
+	*net.UnixListener
+	path string
+	once sync.Once
+}
+
+func (l *unixListener) Close() error {
+	err := l.UnixListener.Close()
+	l.once.Do(func() { _ = os.Remove(l.path) })
+	return err
+}
+
+// CheckListener applies Listen's rule to a socket opened elsewhere (systemd's): a TCP
+// socket must be bound to loopback unless a token is configured. An unspecified address
+// (0.0.0.0, ::) is every interface, not loopback.
+func CheckListener(ln net.Listener, haveToken bool) error {
+	addr, ok := ln.Addr().(*net.TCPAddr)
+	if !ok || haveToken || addr.IP.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("listen %s: %w", addr, ErrNeedsToken)
 }

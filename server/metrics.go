@@ -16,6 +16,7 @@ type Gauges struct {
 	Load   func() (running, queued int) // required
 	GPUs   func() []gpu.Status          // nil: no GPUs
 	Pool   func() int                   // warm containers ready now; nil reports 0
+	Async  func() (queued, running int) // async jobs now; nil reports 0
 	Digest string                       // the rootfs jobs run on, as a label of sandboxd_info
 	Ver    string
 }
@@ -30,6 +31,9 @@ type Metrics struct {
 	queueWait prometheus.Histogram
 	rejected  *prometheus.CounterVec
 	cleanup   prometheus.Counter
+	async     *prometheus.CounterVec // async jobs' transitions (jobs.Observer)
+	callbacks *prometheus.CounterVec // callback delivery attempts, by outcome
+	cbFailed  prometheus.Counter
 }
 
 // jobBuckets cover 10 ms to about 10 min: jobs range from a print to the longest timeout.
@@ -55,6 +59,21 @@ func NewMetrics(g Gauges) *Metrics {
 		cleanup: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sandboxd_cgroup_cleanup_failures_total", Help: "Jobs whose cgroup, mounts or state could not all be removed.",
 		}),
+		async: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandboxd_async_jobs_total", Help: "Async jobs, by event: submitted, done, cancelled, lost, retried.",
+		}, []string{"event"}),
+		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandboxd_callback_attempts_total", Help: "Callback delivery attempts, by outcome: delivered, retry (failed, tried again), failed (the last attempt failed).",
+		}, []string{"outcome"}),
+		cbFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sandboxd_callback_failures_total", Help: "Callbacks given up after every attempt failed.",
+		}),
+	}
+	for _, e := range []string{"submitted", "done", "cancelled", "lost", "retried"} {
+		m.async.WithLabelValues(e)
+	}
+	for _, o := range []string{"delivered", "retry", "failed"} {
+		m.callbacks.WithLabelValues(o)
 	}
 	// Every status is there from the start, so rates work before the first of each.
 	for _, s := range []sandbox.Status{sandbox.StatusOK, sandbox.StatusError, sandbox.StatusSignaled,
@@ -66,9 +85,23 @@ func NewMetrics(g Gauges) *Metrics {
 	}
 	running := func() float64 { r, _ := g.Load(); return float64(r) }
 	queued := func() float64 { _, q := g.Load(); return float64(q) }
-	reg.MustRegister(m.jobs, m.duration, m.queueWait, m.rejected, m.cleanup,
+	reg.MustRegister(m.jobs, m.duration, m.queueWait, m.rejected, m.cleanup, m.async, m.callbacks, m.cbFailed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sandboxd_jobs_running", Help: "Jobs running now."}, running),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sandboxd_jobs_queued", Help: "Requests waiting for a job slot."}, queued),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sandboxd_async_jobs_queued", Help: "Async jobs waiting for a slot."}, func() float64 {
+			if g.Async == nil {
+				return 0
+			}
+			q, _ := g.Async()
+			return float64(q)
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sandboxd_async_jobs_running", Help: "Async jobs running now."}, func() float64 {
+			if g.Async == nil {
+				return 0
+			}
+			_, r := g.Async()
+			return float64(r)
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sandboxd_pool_size", Help: "Warm containers ready for jobs now."}, func() float64 {
 			if g.Pool == nil {
 				return 0
@@ -110,6 +143,17 @@ func (m *Metrics) JobDone(job sandbox.JobInfo, res *sandbox.Result, cleanupErr e
 	m.queueWait.Observe(job.QueueWait.Seconds())
 	if cleanupErr != nil {
 		m.cleanup.Inc()
+	}
+}
+
+// AsyncJob implements jobs.Observer.
+func (m *Metrics) AsyncJob(event string) { m.async.WithLabelValues(event).Inc() }
+
+// Callback implements jobs.Observer.
+func (m *Metrics) Callback(outcome string) {
+	m.callbacks.WithLabelValues(outcome).Inc()
+	if outcome == "failed" {
+		m.cbFailed.Inc()
 	}
 }
 

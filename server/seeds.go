@@ -30,6 +30,13 @@ type seedResources struct {
 	Storage json.RawMessage `json:"storage"`
 }
 
+// seedFields names the engine's limits as POST /execute's client sent them.
+var seedFields = map[string]string{
+	"limits.cpus":    "resources.cpu",
+	"limits.memory":  "resources.ram",
+	"limits.storage": "resources.storage",
+}
+
 func (s *Server) seedExecute(w http.ResponseWriter, r *http.Request) {
 	var task seedTask
 	if err := s.decode(r, w, &task, false); err != nil {
@@ -67,7 +74,7 @@ func (s *Server) seedExecute(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if present(rs.GPU) {
-			n, err := parseCount("resources.gpu", rs.GPU)
+			n, err := parseWhole("resources.gpu", rs.GPU) // the seed's README sends "0"
 			if err != nil {
 				s.fail(w, err)
 				return
@@ -75,7 +82,7 @@ func (s *Server) seedExecute(w http.ResponseWriter, r *http.Request) {
 			gpus.Count = int(n)
 		}
 	}
-	res, err := s.runJob(r, sandbox.Request{Code: *task.Code, Limits: lim, GPUs: gpus}, "resources.gpu")
+	res, err := s.runJobAs(r, sandbox.Request{Code: *task.Code, Limits: lim, GPUs: gpus}, "resources.gpu", seedFields)
 	if err != nil {
 		s.fail(w, err)
 		return

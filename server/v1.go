@@ -34,7 +34,7 @@ func gpuRequest(l *api.Limits) (gpu.Request, error) {
 				req.UUIDs = append(req.UUIDs, uuid)
 				continue
 			}
-			idx, err := parseCount(fmt.Sprintf("%s[%d]", field, i), item)
+			idx, err := parseWhole(fmt.Sprintf("%s[%d]", field, i), item)
 			if err != nil {
 				return req, fieldError(fmt.Sprintf("%s[%d]", field, i), "must be a GPU UUID or index")
 			}
@@ -47,14 +47,14 @@ func gpuRequest(l *api.Limits) (gpu.Request, error) {
 			return req, fieldError(field, "is an empty list")
 		}
 	default:
-		n, err := parseCount(field, l.GPUs)
+		n, err := parseWhole(field, l.GPUs) // 0 is a valid count: no GPUs
 		if err != nil {
 			return req, fieldError(field, `must be a count, "all", or a list of UUIDs or indices`)
 		}
 		req.Count = int(n)
 	}
 	if present(l.GPUWait) {
-		d, err := parseSeconds("limits.gpu_wait", l.GPUWait)
+		d, err := parseWait("limits.gpu_wait", l.GPUWait)
 		if err != nil {
 			return req, err
 		}
@@ -193,6 +193,10 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 	req, b64, err := parseExecute(&body)
 	if err != nil {
 		s.fail(w, err)
+		return
+	}
+	if wantsNDJSON(r) {
+		s.executeStream(w, r, req, b64)
 		return
 	}
 	res, err := s.runJob(r, req, "limits.gpus")

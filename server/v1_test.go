@@ -1,13 +1,16 @@
 package server_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/sandboxd/sandboxd/internal/testenv"
 	"github.com/sandboxd/sandboxd/sandbox"
 	"github.com/sandboxd/sandboxd/server"
 )
@@ -109,4 +112,30 @@ func TestRuntimesEndpoint(t *testing.T) {
 		got.Runtimes[0].Compiled || got.Runtimes[0].Limits.TimeoutMS != 10000 || len(got.Runtimes[0].Aliases) == 0 {
 		t.Errorf("%v %+v", err, got)
 	}
+}
+
+// A client that goes away from a blocking /v1/execute cancels its job: the container is
+// killed at once, not at the job's timeout.
+func TestDisconnectCancels(t *testing.T) {
+	f := newAPI(t, sandbox.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, f.url+"/v1/execute",
+		strings.NewReader(`{"code": "import time; time.sleep(30)", "limits": {"timeout": 60}}`))
+	if _, err := http.DefaultClient.Do(req); err == nil {
+		t.Fatal("the request finished")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(f.e.Jobs()) > 0 || f.running() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the job still runs after its client left: %+v", f.e.Jobs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	testenv.NoLeftovers(t, f.e)
+}
+
+func (f *apiFixture) running() int {
+	r, q := f.e.Load()
+	return r + q
 }

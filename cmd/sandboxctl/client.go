@@ -24,20 +24,20 @@ type client struct {
 }
 
 func newClient(c *cli.Context) (*client, error) {
-	cl := &client{token: c.String("token")}
-	if f := c.String("token-file"); f != "" && cl.token == "" {
+	cl := &client{token: common(c, "token").String("token")}
+	if f := common(c, "token-file").String("token-file"); f != "" && cl.token == "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("token file: %w", err)
 		}
 		cl.token = strings.TrimSpace(string(b))
 	}
-	if u := c.String("url"); u != "" {
+	if u := common(c, "url").String("url"); u != "" {
 		cl.base, cl.where = strings.TrimRight(u, "/"), u
 		cl.http = &http.Client{}
 		return cl, nil
 	}
-	sock := c.String("socket")
+	sock := common(c, "socket").String("socket")
 	cl.base, cl.where = "http://sandboxd", sock
 	cl.http = &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -124,7 +124,7 @@ func get(c *cli.Context, path string, out any) (printed bool, err error) {
 	if err := cl.do(c.Context, http.MethodGet, path, nil, &raw); err != nil {
 		return false, err
 	}
-	if c.Bool("json") {
+	if wantJSON(c) {
 		return true, printJSON(c.App.Writer, raw)
 	}
 	return false, json.Unmarshal(raw, out)
@@ -141,3 +141,6 @@ func printJSON(w io.Writer, raw json.RawMessage) error {
 }
 
 var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print the daemon's JSON answer"}
+
+// wantJSON says whether --json was given, before or after the command.
+func wantJSON(c *cli.Context) bool { return common(c, "json").Bool("json") }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
@@ -31,8 +32,18 @@ func setDraining(c *cli.Context, on bool) error {
 		Running int `json:"running"`
 		Queued  int `json:"queued"`
 	}
-	if err := cl.do(c.Context, http.MethodPost, path, nil, &ans); err != nil {
+	var raw json.RawMessage
+	if err := cl.do(c.Context, http.MethodPost, path, nil, &raw); err != nil {
 		return err
+	}
+	if err := json.Unmarshal(raw, &ans); err != nil {
+		return fmt.Errorf("unexpected answer from sandboxd: %w", err)
+	}
+	if wantJSON(c) { // the daemon's answer; drain --wait then waits without a word
+		if err := printJSON(c.App.Writer, raw); err != nil || !on || !c.Bool("wait") {
+			return err
+		}
+		return waitIdle(c, cl, ans.Running+ans.Queued, false)
 	}
 	if !on {
 		fmt.Fprintln(c.App.Writer, "taking new jobs")
@@ -40,13 +51,13 @@ func setDraining(c *cli.Context, on bool) error {
 	}
 	fmt.Fprintf(c.App.Writer, "draining: %d running, %d queued\n", ans.Running, ans.Queued)
 	if c.Bool("wait") {
-		return waitIdle(c, cl, ans.Running+ans.Queued)
+		return waitIdle(c, cl, ans.Running+ans.Queued, true)
 	}
 	return nil
 }
 
 // waitIdle polls the daemon until no job runs or waits.
-func waitIdle(c *cli.Context, cl *client, busy int) error {
+func waitIdle(c *cli.Context, cl *client, busy int, say bool) error {
 	for busy > 0 {
 		select {
 		case <-c.Context.Done():
@@ -61,6 +72,8 @@ func waitIdle(c *cli.Context, cl *client, busy int) error {
 		}
 		busy = s.Jobs.Running + s.Jobs.Queued
 	}
-	fmt.Fprintln(c.App.Writer, "idle")
+	if say {
+		fmt.Fprintln(c.App.Writer, "idle")
+	}
 	return nil
 }

@@ -11,7 +11,7 @@ import (
 
 var jobsCommand = &cli.Command{
 	Name:  "jobs",
-	Usage: "list running jobs with their age and limits",
+	Usage: "list running jobs with their age and limits, then the async jobs queued and running",
 	Flags: []cli.Flag{jsonFlag},
 	Action: func(c *cli.Context) error {
 		var ans struct {
@@ -34,6 +34,9 @@ var jobsCommand = &cli.Command{
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", j.ID, time.Since(j.Started).Round(100*time.Millisecond), j.Limits, gpus)
 		}
-		return w.Flush()
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		return printAsyncJobs(c, c.App.Writer)
 	},
 }

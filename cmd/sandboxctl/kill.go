@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -21,8 +22,12 @@ var killCommand = &cli.Command{
 			return err
 		}
 		id := c.Args().First()
-		if err := cl.do(c.Context, http.MethodPost, "/v1/admin/jobs/"+url.PathEscape(id)+"/kill", nil, &struct{}{}); err != nil {
+		var raw json.RawMessage
+		if err := cl.do(c.Context, http.MethodPost, "/v1/admin/jobs/"+url.PathEscape(id)+"/kill", nil, &raw); err != nil {
 			return err
+		}
+		if wantJSON(c) {
+			return printJSON(c.App.Writer, raw)
 		}
 		fmt.Fprintln(c.App.Writer, "killed", id)
 		return nil

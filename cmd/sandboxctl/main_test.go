@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ type outcome struct {
 func ctl(t *testing.T, global []string, stdin string, args ...string) outcome {
 	t.Helper()
 	var out, errb bytes.Buffer
-	err := newApp(strings.NewReader(stdin), &out, &errb).RunContext(context.Background(), append(append([]string{"sandboxctl"}, global...), args...))
+	err := runApp(context.Background(), newApp(strings.NewReader(stdin), &out, &errb), append(append([]string{"sandboxctl"}, global...), args...))
 	code := exitStatus(err, &errb)
 	return outcome{out.String(), errb.String(), code}
 }
@@ -164,7 +165,7 @@ func TestCommands(t *testing.T) {
 		if o := run("", "run", py); o.code != 125 || !strings.Contains(o.stderr, "HTTP 503") {
 			t.Errorf("run while draining: %+v, want 503", o)
 		}
-		if o := run("", "status"); !strings.Contains(o.stdout, "draining") {
+		if o := run("", "status"); !regexp.MustCompile(`(?m)^state: +draining`).MatchString(o.stdout) {
 			t.Errorf("status while draining:\n%s", o.stdout)
 		}
 		if o := run("", "resume"); o.code != 0 {

@@ -63,7 +63,7 @@ func rootfsImport(c *cli.Context) error {
 	if err := cl.do(c.Context, http.MethodPost, "/v1/admin/rootfs", f, &raw); err != nil {
 		return err
 	}
-	if c.Bool("json") {
+	if wantJSON(c) {
 		return printJSON(c.App.Writer, raw)
 	}
 	var img image

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,25 +40,7 @@ compile error 1 (its output on stderr), and a failure of the daemon or of sandbo
 125. Limits take units: --memory 512MB --timeout 30s. With --test IN:OUT (repeatable),
 the program runs once per test with IN as stdin and its stdout compared with OUT; each
 verdict is printed and the exit status is 0 only if every test passed.`,
-	Flags: []cli.Flag{
-		&cli.StringFlag{Name: "lang", Aliases: []string{"l"}, Usage: "runtime, by name or alias (sandboxctl runtimes lists them)"},
-		&cli.StringSliceFlag{Name: "arg", Usage: "an argument for the program (repeatable, in order)"},
-		&cli.StringSliceFlag{Name: "env", Usage: "NAME=value for the program's environment (repeatable)"},
-		&cli.StringFlag{Name: "collect", Usage: "directory to write the files the job leaves (those matching --glob) into"},
-		&cli.StringSliceFlag{Name: "glob", Usage: `files to collect, relative to /work (repeatable; default "*")`},
-		&cli.StringSliceFlag{Name: "test", Usage: "IN:OUT, files of a test case's stdin and expected stdout (repeatable)"},
-		&cli.StringFlag{Name: "timeout", Usage: "wall-clock limit, e.g. 30s"},
-		&cli.StringFlag{Name: "cpu-time", Usage: "CPU time of all its processes, e.g. 10s"},
-		&cli.StringFlag{Name: "cpus", Usage: "CPU cores, e.g. 0.5"},
-		&cli.StringFlag{Name: "memory", Usage: "RAM, e.g. 512MB"},
-		&cli.StringFlag{Name: "storage", Usage: "size of its /work and /tmp, e.g. 64MB"},
-		&cli.StringFlag{Name: "pids", Usage: "processes and threads at once"},
-		&cli.StringFlag{Name: "compile-timeout", Usage: "wall-clock limit of the compile step"},
-		&cli.StringFlag{Name: "gpus", Usage: `how many GPUs, or "all"`},
-		&cli.StringSliceFlag{Name: "gpu", Usage: "a GPU by UUID or index (repeatable)"},
-		&cli.StringFlag{Name: "stdin", Usage: "file whose content is the job's standard input"},
-		jsonFlag,
-	},
+	Flags: append(slices.Clone(jobFlags), streamFlag),
 	Action: func(c *cli.Context) error {
 		if c.NArg() < 1 {
 			return cli.Exit("run takes a FILE (or - for standard input), then any extra files", exitDaemon)
@@ -69,6 +52,9 @@ verdict is printed and the exit status is 0 only if every test passed.`,
 		cl, err := newClient(c)
 		if err != nil {
 			return err
+		}
+		if c.Bool("stream") {
+			return runStream(c, cl, req)
 		}
 		var raw json.RawMessage
 		if err := cl.do(c.Context, http.MethodPost, "/v1/execute", req, &raw); err != nil {
@@ -83,7 +69,7 @@ verdict is printed and the exit status is 0 only if every test passed.`,
 				return err
 			}
 		}
-		if c.Bool("json") {
+		if wantJSON(c) {
 			if err := printJSON(c.App.Writer, raw); err != nil {
 				return err
 			}
@@ -92,6 +78,27 @@ verdict is printed and the exit status is 0 only if every test passed.`,
 		}
 		return exitOf(&res)
 	},
+}
+
+// jobFlags are what run and submit take to build a job.
+var jobFlags = []cli.Flag{
+	&cli.StringFlag{Name: "lang", Aliases: []string{"l"}, Usage: "runtime, by name or alias (sandboxctl runtimes lists them)"},
+	&cli.StringSliceFlag{Name: "arg", Usage: "an argument for the program (repeatable, in order)"},
+	&cli.StringSliceFlag{Name: "env", Usage: "NAME=value for the program's environment (repeatable)"},
+	&cli.StringFlag{Name: "collect", Usage: "directory to write the files the job leaves (those matching --glob) into"},
+	&cli.StringSliceFlag{Name: "glob", Usage: `files to collect, relative to /work (repeatable; default "*")`},
+	&cli.StringSliceFlag{Name: "test", Usage: "IN:OUT, files of a test case's stdin and expected stdout (repeatable)"},
+	&cli.StringFlag{Name: "timeout", Usage: "wall-clock limit, e.g. 30s"},
+	&cli.StringFlag{Name: "cpu-time", Usage: "CPU time of all its processes, e.g. 10s"},
+	&cli.StringFlag{Name: "cpus", Usage: "CPU cores, e.g. 0.5"},
+	&cli.StringFlag{Name: "memory", Usage: "RAM, e.g. 512MB"},
+	&cli.StringFlag{Name: "storage", Usage: "size of its /work and /tmp, e.g. 64MB"},
+	&cli.StringFlag{Name: "pids", Usage: "processes and threads at once"},
+	&cli.StringFlag{Name: "compile-timeout", Usage: "wall-clock limit of the compile step"},
+	&cli.StringFlag{Name: "gpus", Usage: `how many GPUs, or "all"`},
+	&cli.StringSliceFlag{Name: "gpu", Usage: "a GPU by UUID or index (repeatable)"},
+	&cli.StringFlag{Name: "stdin", Usage: "file whose content is the job's standard input"},
+	jsonFlag,
 }
 
 // runRequest builds the job from run's arguments and flags.

@@ -19,7 +19,8 @@ var statusCommand = &cli.Command{
 			UptimeSeconds float64 `json:"uptime_seconds"`
 			CgroupMode    string  `json:"cgroup_mode"`
 			Rootfs        string  `json:"rootfs"`
-			Draining      bool    `json:"draining"`
+			State         string  `json:"state"`
+			Draining      bool    `json:"draining"` // a daemon older than state
 			Capacity      struct {
 				MaxJobs  int `json:"max_jobs"`
 				MaxQueue int `json:"max_queue"`
@@ -38,9 +39,14 @@ var statusCommand = &cli.Command{
 		if printed, err := get(c, "/v1/admin/status", &s); printed || err != nil {
 			return err
 		}
-		state := "serving"
-		if s.Draining {
-			state = "draining (new jobs get 503)"
+		state := s.State
+		if state == "" && s.Draining {
+			state = "draining"
+		} else if state == "" {
+			state = "serving"
+		}
+		if state == "draining" {
+			state += " (new jobs get 503)"
 		}
 		w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 		fmt.Fprintf(w, "version:\t%s\n", s.Version)

@@ -43,6 +43,7 @@ func newFlagSet(cfg *daemon.Config, o *cliOpts) *flag.FlagSet {
 	f.Var(&cfg.ShutdownGrace, "shutdown-grace", "on stop, how long running jobs may finish before they are killed")
 	f.StringVar(&cfg.APITokenFile, "api-token-file", cfg.APITokenFile, "file holding the bearer token TCP clients must send")
 	f.StringVar(&cfg.AdminTokenFile, "admin-token-file", cfg.AdminTokenFile, "file holding the bearer token for /v1/admin on TCP")
+	f.StringVar(&cfg.Judge0AuthTokenFile, "judge0-auth-token-file", cfg.Judge0AuthTokenFile, "file holding the token Judge0 clients send as X-Auth-Token")
 	f.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log format: text or json")
 	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn or error")
 	f.BoolVar(&cfg.LogCode, "log-code", cfg.LogCode, "put each job's code in its log line")

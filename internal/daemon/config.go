@@ -60,8 +60,20 @@ type Config struct {
 	SessionLifetime Duration `toml:"session_lifetime"`
 	SessionPool     int      `toml:"session_pool"`
 
+	// Async jobs (POST /v1/jobs): their queue, how long and how many finished ones the
+	// store under state_dir/jobs keeps, the bytes of results it keeps at most, and
+	// whether callbacks may go to other hosts than this one.
+	MaxAsyncQueue     int      `toml:"max_async_queue"`
+	JobRetention      Duration `toml:"job_retention"`
+	JobRetentionCount int      `toml:"job_retention_count"`
+	JobStoreMax       Size     `toml:"job_store_max"`
+	CallbacksOffHost  bool     `toml:"callbacks_off_host"`
+
 	APITokenFile   string `toml:"api_token_file"`   // bearer token for TCP clients; "" = none
 	AdminTokenFile string `toml:"admin_token_file"` // bearer token for /v1/admin on TCP; "" = socket only
+	// Judge0AuthTokenFile holds the token Judge0 clients send as X-Auth-Token (Judge0's
+	// AUTHN_TOKEN); "" = the Judge0 front asks for none.
+	Judge0AuthTokenFile string `toml:"judge0_auth_token_file"`
 
 	LogFormat string `toml:"log_format"` // text or json
 	LogLevel  string `toml:"log_level"`  // debug, info, warn or error
@@ -95,26 +107,31 @@ type LimitSet struct {
 // Default returns the configuration of a daemon given no file and no flags.
 func Default() Config {
 	c := Config{
-		StateDir:        "/var/lib/sandboxd",
-		RunDir:          "/run/sandboxd",
-		Rootfs:          "/usr/local/share/sandboxd/rootfs.tar.zst",
-		ImagesDir:       "/usr/local/share/sandboxd/images",
-		RuntimesDir:     "/etc/sandboxd/runtimes",
-		CgroupName:      sandbox.DefaultCgroupName,
-		MaxJobs:         4,
-		MaxQueue:        64,
-		PoolSize:        2,
-		PoolSizes:       map[string]int{},
-		OutputLimit:     1 << 20,
-		MaxBody:         2 << 20,
-		MaxCode:         512 << 10,
-		ShutdownGrace:   Duration(30 * time.Second),
-		SessionMax:      8,
-		SessionTTL:      Duration(10 * time.Minute),
-		SessionLifetime: Duration(time.Hour),
-		SessionPool:     1,
-		LogFormat:       "text",
-		LogLevel:        "info",
+		StateDir:      "/var/lib/sandboxd",
+		RunDir:        "/run/sandboxd",
+		Rootfs:        "/usr/local/share/sandboxd/rootfs.tar.zst",
+		ImagesDir:     "/usr/local/share/sandboxd/images",
+		RuntimesDir:   "/etc/sandboxd/runtimes",
+		CgroupName:    sandbox.DefaultCgroupName,
+		MaxJobs:       4,
+		MaxQueue:      64,
+		PoolSize:      2,
+		PoolSizes:     map[string]int{},
+		OutputLimit:   1 << 20,
+		MaxBody:       2 << 20,
+		MaxCode:       512 << 10,
+		ShutdownGrace: Duration(30 * time.Second),
+
+		MaxAsyncQueue:     256,
+		JobRetention:      Duration(24 * time.Hour),
+		JobRetentionCount: 10000,
+		JobStoreMax:       1 << 30,
+		SessionMax:        8,
+		SessionTTL:        Duration(10 * time.Minute),
+		SessionLifetime:   Duration(time.Hour),
+		SessionPool:       1,
+		LogFormat:         "text",
+		LogLevel:          "info",
 	}
 	p := sandbox.DefaultPolicy()
 	c.Limits.Default, c.Limits.Max = limitSet(p.Default), limitSet(p.Max)
@@ -138,6 +155,18 @@ func (l LimitSet) limits() sandbox.Limits {
 // Policy is the limits' defaults and maximums as the engine takes them.
 func (c *Config) Policy() sandbox.Policy {
 	return sandbox.Policy{Default: c.Limits.Default.limits(), Max: c.Limits.Max.limits()}
+}
+
+// JobsDir is where the async jobs' store lives: state_dir/jobs/<run_dir, '/' as '_'>.
+// Daemons may share a state dir (its rootfs cache) but never a run dir (each locks its
+// own), so the run dir names a daemon's store: two daemons never share one, and a
+// restart with the same run_dir finds its jobs again.
+func (c *Config) JobsDir() string {
+	name := strings.ReplaceAll(strings.Trim(filepath.Clean(c.RunDir), "/"), "/", "_")
+	if name == "" {
+		name = "root"
+	}
+	return filepath.Join(c.StateDir, "jobs", name)
 }
 
 // ListenAddrs is Listen with its default filled in.
@@ -263,7 +292,20 @@ func (c *Config) Validate() error {
 	if c.ShutdownGrace < 0 {
 		bad("shutdown_grace", "must not be negative")
 	}
-	for _, f := range []struct{ key, path string }{{"api_token_file", c.APITokenFile}, {"admin_token_file", c.AdminTokenFile}} {
+	if c.MaxAsyncQueue < 1 {
+		bad("max_async_queue", "must be at least 1, not %d", c.MaxAsyncQueue)
+	}
+	if c.JobRetention <= 0 {
+		bad("job_retention", "must be positive")
+	}
+	if c.JobRetentionCount < 1 {
+		bad("job_retention_count", "must be at least 1, not %d", c.JobRetentionCount)
+	}
+	if c.JobStoreMax < 1<<20 {
+		bad("job_store_max", "must be at least 1MB")
+	}
+	for _, f := range []struct{ key, path string }{{"api_token_file", c.APITokenFile}, {"admin_token_file", c.AdminTokenFile},
+		{"judge0_auth_token_file", c.Judge0AuthTokenFile}} {
 		if f.path != "" {
 			if _, err := readToken(f.path); err != nil {
 				bad(f.key, "%v", err)
@@ -324,6 +366,18 @@ func (c *Config) Tokens() (api, admin string, err error) {
 		}
 	}
 	return api, admin, nil
+}
+
+// Judge0Token reads judge0_auth_token_file; unset gives "".
+func (c *Config) Judge0Token() (string, error) {
+	if c.Judge0AuthTokenFile == "" {
+		return "", nil
+	}
+	tok, err := readToken(c.Judge0AuthTokenFile)
+	if err != nil {
+		return "", fmt.Errorf("judge0_auth_token_file: %w", err)
+	}
+	return tok, nil
 }
 
 func readToken(path string) (string, error) {

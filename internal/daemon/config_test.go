@@ -232,7 +232,7 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	setting := regexp.MustCompile(`^# ([a-z_]+ = .*)$`)
+	setting := regexp.MustCompile(`^# ([a-z0-9_]+ = .*)$`)
 	var lines []string
 	for _, l := range strings.Split(string(b), "\n") {
 		lines = append(lines, setting.ReplaceAllString(l, "$1"))
@@ -266,4 +266,18 @@ func TestExampleConfig(t *testing.T) {
 		}
 	}
 	all("", reflect.ValueOf(want))
+}
+
+// Each run dir has a job store of its own under the state dir; the same run dir, the same store.
+func TestJobsDir(t *testing.T) {
+	c := Default()
+	if got := c.JobsDir(); got != "/var/lib/sandboxd/jobs/run_sandboxd" {
+		t.Errorf("default: %s", got)
+	}
+	c.RunDir = "/tmp/sandboxd-test-1/"
+	other := Default()
+	other.RunDir = "/tmp/sandboxd-test-2"
+	if c.JobsDir() == other.JobsDir() || c.JobsDir() != "/var/lib/sandboxd/jobs/tmp_sandboxd-test-1" {
+		t.Errorf("%s %s", c.JobsDir(), other.JobsDir())
+	}
 }

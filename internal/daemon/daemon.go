@@ -19,7 +19,9 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	sd "github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/sandboxd/sandboxd/fronts/judge0"
 	"github.com/sandboxd/sandboxd/gpu"
+	"github.com/sandboxd/sandboxd/jobs"
 	"github.com/sandboxd/sandboxd/rootfs"
 	"github.com/sandboxd/sandboxd/runtimes"
 	"github.com/sandboxd/sandboxd/sandbox"
@@ -48,6 +50,7 @@ type Daemon struct {
 	engine *sandbox.Engine
 	gate   *server.Gate
 	auth   server.Auth
+	judge0 judge0Token // the Judge0 front's X-Auth-Token; Reload replaces it
 }
 
 // New prepares a daemon; cfg must have passed Validate. Nothing slow happens here.
@@ -65,6 +68,9 @@ func (d *Daemon) Ready() <-chan struct{} { return d.ready }
 // ones have shutdown_grace to finish before they are killed, every job's client gets
 // its result, and Run returns nil. A failure to start or to serve is returned.
 func (d *Daemon) Run(ctx context.Context) error {
+	if err := sandbox.Supported(); err != nil {
+		return fmt.Errorf("this sandboxd cannot run jobs: %w", err)
+	}
 	cfg := d.config()
 	// The watchdog outlives ctx: systemd must hear from a daemon that drains, too.
 	wdCtx, stopWatchdog := context.WithCancel(context.Background())
@@ -96,7 +102,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 
 	var engine *sandbox.Engine // the metrics' gauges read it once it exists
+	var mgr *jobs.Manager      // and the job manager's
 	gauges := server.Gauges{Load: func() (int, int) { return engine.Load() }, Pool: func() int { return engine.PoolIdle() },
+		Async: func() (int, int) {
+			if mgr == nil {
+				return 0, 0
+			}
+			return mgr.Load()
+		},
 		Digest: img.Digest, Ver: d.opts.Version}
 	if gpuSrc != nil {
 		gauges.GPUs = gpuSrc.List
@@ -142,12 +155,28 @@ func (d *Daemon) Run(ctx context.Context) error {
 		MaxBodyBytes: int64(cfg.MaxBody), MaxCodeBytes: int64(cfg.MaxCode), GPUs: gpuSrc, Logger: d.log,
 		Runtimes: engine.Runtimes, Sessions: engine, Jupyter: engine, E2B: engine,
 	})
+	// Async jobs: their store is opened after the engine and closed before it (the
+	// manager's workers hand jobs to the engine until it drains).
+	mgr, err = jobs.New(jobs.Options{
+		Dir: cfg.JobsDir(), Engine: engine, Slots: cfg.MaxJobs, MaxQueue: cfg.MaxAsyncQueue,
+		Retention: time.Duration(cfg.JobRetention), RetentionCount: cfg.JobRetentionCount, MaxStoreBytes: int64(cfg.JobStoreMax),
+		CallbacksOffHost: cfg.CallbacksOffHost, Callbacks: map[string]jobs.CallbackEncoder{"": server.JobCallback, judge0.CallbackKind: judge0.Callback},
+		Draining: gate.Draining, Observer: metrics, Logger: d.log,
+	})
+	if err != nil {
+		return err
+	}
+	undo.push(func() { _ = mgr.Close(context.Background()) })
+	(&server.Jobs{Manager: mgr, Signal: engine.Signal, BatchParallel: cfg.MaxJobs}).Register(srv)
 	(&server.Admin{
 		Engine: engine, Gate: gate, Store: store, GPUs: gpuSrc, Rootfs: img.Digest,
 		Version: d.opts.Version, Started: time.Now(), MaxJobs: cfg.MaxJobs, MaxQueue: cfg.MaxQueue,
 		UploadDir: filepath.Join(cfg.StateDir, "rootfs"),
 	}).Register(srv)
 	srv.Handle("GET /metrics", metrics.Handler())
+	if err := d.mountFronts(srv, cfg, gate, engine, mgr); err != nil {
+		return err
+	}
 	handler := metrics.Wrap(d.auth.Wrap(srv))
 
 	lns, err := d.listen(cfg)
@@ -179,7 +208,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// Refuse new jobs before telling systemd (or anyone watching) that we stop.
 	gate.Drain()
 	notify(d.log, sd.SdNotifyStopping+"\nSTATUS=draining")
+	// Async jobs: none is handed to the engine any more; those queued stay queued in the
+	// store (the next start reports them lost, or runs those marked retry).
+	mgr.Drain()
 	d.drain(engine, gate, time.Duration(d.config().ShutdownGrace))
+	// The engine is empty: the running async jobs' results are being stored.
+	storeCtx, cancelStore := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := mgr.Close(storeCtx); err != nil {
+		d.log.Warn("close job store", "err", err)
+	}
+	cancelStore()
 	// Every job's handler has its result now: let them write it, then close.
 	shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -290,6 +328,15 @@ func (d *Daemon) runtimes(ctx context.Context, cfg Config, store *rootfs.Store, 
 func (d *Daemon) listen(cfg Config) ([]namedListener, error) {
 	lns := systemdListeners()
 	if len(lns) > 0 {
+		// Passed sockets obey the configured ones' rule: TCP off loopback needs a token.
+		for _, ln := range lns {
+			if err := server.CheckListener(ln, d.auth.HasAPIToken()); err != nil {
+				for _, l := range lns {
+					l.Close()
+				}
+				return nil, fmt.Errorf("socket %q passed by systemd: %w; bind it to 127.0.0.1 or ::1 (ListenStream=127.0.0.1:PORT) or set api_token_file", ln.name, err)
+			}
+		}
 		d.log.Info("serving the sockets systemd passed; listen is ignored", "sockets", len(lns))
 		return lns, nil
 	}
@@ -332,6 +379,10 @@ func (d *Daemon) Reload(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	j0, err := cfg.Judge0Token()
+	if err != nil {
+		return err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.engine == nil {
@@ -341,6 +392,7 @@ func (d *Daemon) Reload(cfg Config) error {
 		return fmt.Errorf("reload limits: %w", err)
 	}
 	d.auth.SetTokens(api, admin)
+	d.judge0.set(j0)
 	d.gate.SetLogCode(cfg.LogCode)
 	if d.opts.Level != nil {
 		cfg.SetLevel(d.opts.Level)
@@ -361,7 +413,7 @@ func restartOnly(a, b Config) []string {
 	for i := range va.NumField() {
 		f := va.Type().Field(i)
 		switch key := strings.Split(f.Tag.Get("toml"), ",")[0]; key {
-		case "limits", "api_token_file", "admin_token_file", "log_level", "log_code", "shutdown_grace":
+		case "limits", "api_token_file", "admin_token_file", "judge0_auth_token_file", "log_level", "log_code", "shutdown_grace":
 		default:
 			if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
 				out = append(out, key)

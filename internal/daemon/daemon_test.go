@@ -82,6 +82,12 @@ func TestStopDrainsRunningJob(t *testing.T) {
 	if a := call(t, c, "POST", "/v1/execute", `{"code":"print(1)"}`); a.code != http.StatusServiceUnavailable {
 		t.Errorf("a new job while draining: %d %v, want 503", a.code, a.body)
 	}
+	if a := call(t, c, "GET", "/v1/admin/status", ""); a.body["state"] != "draining" {
+		t.Errorf("status while stopping says state %v, want draining", a.body["state"])
+	}
+	if a := call(t, c, "GET", "/healthz", ""); a.code != 200 {
+		t.Errorf("healthz while draining: %d, want 200 (alive)", a.code)
+	}
 	a := <-result
 	if a.code != 200 || a.body["status"] != "ok" || a.body["stdout"] != "finished\n" {
 		t.Errorf("the running job's answer: %d %v, want its result", a.code, a.body)

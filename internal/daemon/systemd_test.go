@@ -100,3 +100,76 @@ func TestOutsideSystemd(t *testing.T) {
 		t.Errorf("listeners without systemd: %v", lns)
 	}
 }
+
+// A TCP socket systemd passes obeys the rule configured listeners do: off loopback it
+// needs an API token, or the daemon refuses to start (ListenStream=8000 is every
+// interface). Each case passes one socket to a child, as TestSystemdListeners does.
+func TestSystemdListenersNeedTokenOffLoopback(t *testing.T) {
+	for _, c := range []struct {
+		name, addr string
+		token      bool
+		refused    bool
+	}{
+		{"all interfaces", "0.0.0.0:0", false, true},
+		{"all interfaces v6", "[::]:0", false, true},
+		{"all interfaces with a token", "0.0.0.0:0", true, false},
+		{"loopback", "127.0.0.1:0", false, false},
+		{"unix", "unix", false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var ln net.Listener
+			var err error
+			if c.addr == "unix" {
+				ln, err = net.Listen("unix", filepath.Join(t.TempDir(), "s.sock"))
+			} else {
+				ln, err = net.Listen("tcp", c.addr)
+			}
+			if err != nil {
+				t.Skipf("cannot listen on %s here: %v", c.addr, err)
+			}
+			defer ln.Close()
+			f, err := ln.(interface{ File() (*os.File, error) }).File()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			cmd := exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" -test.run='^TestSystemdListenCheckChild$'`, os.Args[0])
+			cmd.ExtraFiles = []*os.File{f}
+			cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES=api", "SANDBOXD_TEST_ACTIVATION_CHILD=1",
+				fmt.Sprintf("SANDBOXD_TEST_TOKEN=%t", c.token))
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("child: %v\n%s", err, out)
+			}
+			refused := strings.Contains(string(out), "REFUSED")
+			if refused != c.refused {
+				t.Errorf("refused %v, want %v:\n%s", refused, c.refused, out)
+			}
+			if c.refused && (!strings.Contains(string(out), `socket "api" passed by systemd`) ||
+				!strings.Contains(string(out), "needs an auth token") || !strings.Contains(string(out), "api_token_file")) {
+				t.Errorf("the refusal does not say which socket and what to do:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestSystemdListenCheckChild is the daemon systemd started: it opens its listeners as
+// Run does and says whether they were refused.
+func TestSystemdListenCheckChild(t *testing.T) {
+	if os.Getenv("SANDBOXD_TEST_ACTIVATION_CHILD") == "" {
+		t.Skip("run by TestSystemdListenersNeedTokenOffLoopback")
+	}
+	d := New(Default(), Options{})
+	if os.Getenv("SANDBOXD_TEST_TOKEN") == "true" {
+		d.auth.SetTokens("secret", "")
+	}
+	lns, err := d.listen(d.config())
+	if err != nil {
+		fmt.Println("REFUSED:", err)
+		return
+	}
+	for _, ln := range lns {
+		fmt.Println("SERVING", ln.name, ln.Addr())
+		ln.Close()
+	}
+}

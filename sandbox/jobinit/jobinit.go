@@ -7,17 +7,9 @@
 // forks the job's command, reaps every process, and when the command ends writes
 // "exit N" or "signal N" to fd 3 (a pipe to the daemon, closed in the command) and exits,
 // which ends the pid namespace and so every process left in it. Given SeccompArg, it
-// first loads the job's seccomp filter from SeccompFD.
+// first loads the job's seccomp filter from SeccompFD; given NofileArg, it sets the
+// job's RLIMIT_NOFILE; given ControlArg, it bounds the job on its own (see ControlFD).
 package jobinit
-
-/*
-#cgo CFLAGS: -Wall -O2
-extern void sbx_jobinit(int argc, char **argv, char **envp);
-void __attribute__((constructor)) sbx_jobinit_ctor(int argc, char **argv, char **envp) {
-	sbx_jobinit(argc, argv, envp);
-}
-*/
-import "C"
 
 // InitPath is where the init binary is mounted inside every job; argv[0] must be exactly
 // this for the constructor to take over.
@@ -26,10 +18,32 @@ const InitPath = "/dev/.sbx-init"
 // StatusFD is the descriptor on which the init reports how the command ended.
 const StatusFD = 3
 
-// SeccompArg, as the init's first argument, says that SeccompFD holds the job's seccomp
+// SeccompArg, as an option of the init, says that SeccompFD holds the job's seccomp
 // program (raw struct sock_filter, compiled once by the daemon): the init loads it on
 // itself before it starts the command, or reports "fail <errno>" and runs nothing.
 const (
 	SeccompArg = "-s"
-	SeccompFD  = 4
+	SeccompFD  = 5
+)
+
+// NofileArg, followed by "SOFT:HARD" (or one number for both), sets RLIMIT_NOFILE before
+// the command starts. libcontainer's rlimits are applied to runc's own init, which needs
+// more descriptors than the lowest limit a job may have.
+const NofileArg = "-n"
+
+// ControlArg says that ControlFD is the read end of a pipe only the daemon writes to.
+// When the job's clock starts the daemon writes its deadline, "<ms>\n" from then on; the
+// init ends the job (exits, ending its pid namespace) when that passes, whether or not
+// the daemon is still there to do it. End of file on ControlFD means the daemon is gone:
+// the job ends at once, before or after its clock started.
+const (
+	ControlArg = "-c"
+	ControlFD  = 4
+)
+
+// Exit codes of an init that ended its job on its own: the deadline passed, or the
+// daemon went away.
+const (
+	ExitDeadline = 122
+	ExitOrphaned = 123
 )

@@ -9,7 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"golang.org/x/sys/unix"
@@ -23,6 +25,22 @@ import (
 // and stderr, its report on StatusFD and its exit code.
 func runInit(t *testing.T, prog *os.File, args ...string) (out, report string, code int) {
 	t.Helper()
+	out, report, code, _ = runInitWith(t, initRun{prog: prog}, args...)
+	return out, report, code
+}
+
+// initRun is what an init gets besides its arguments: the read end of its control pipe
+// (nil: none) and its seccomp program; newPID runs it as pid 1 of a new pid namespace,
+// as in a job, where its exit ends every process it started.
+type initRun struct {
+	control, prog *os.File
+	newPID        bool
+}
+
+// runInitWith is runInit with a control pipe; it also returns how long the init ran
+// until its command's output was closed by every process holding it.
+func runInitWith(t *testing.T, r initRun, args ...string) (out, report string, code int, took time.Duration) {
+	t.Helper()
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -35,16 +53,21 @@ func runInit(t *testing.T, prog *os.File, args ...string) (out, report string, c
 	cmd := &exec.Cmd{Path: self, Args: append([]string{jobinit.InitPath}, args...)}
 	var stdout bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stdout
-	cmd.ExtraFiles = []*os.File{statusW, prog} // fds 3 and 4
-	err = cmd.Run()
+	cmd.ExtraFiles = []*os.File{statusW, r.control, r.prog} // fds 3, 4 and 5
+	if r.newPID {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+	}
+	start := time.Now()
+	err = cmd.Run() // returns once the output pipe is closed by every holder
+	took = time.Since(start)
 	statusW.Close()
 	b, _ := io.ReadAll(statusR)
 	if exit, ok := err.(*exec.ExitError); ok {
-		return stdout.String(), string(b), exit.ExitCode()
+		return stdout.String(), string(b), exit.ExitCode(), took
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	return stdout.String(), string(b), 0
+	return stdout.String(), string(b), 0, took
 }
 
 func file(t *testing.T, content []byte) *os.File {
@@ -97,6 +120,10 @@ func TestInitLoadsSeccompProgram(t *testing.T) {
 		"too long":               {make([]byte, 8*4097), []string{jobinit.SeccompArg, "/bin/touch", marker}},
 		"invalid BPF":            {make([]byte, 8*4), []string{jobinit.SeccompArg, "/bin/touch", marker}},
 		"no command":             {prog.Bytes(), []string{jobinit.SeccompArg}},
+		"unknown option":         {prog.Bytes(), []string{"-x", "/bin/touch", marker}},
+		"bad open files":         {prog.Bytes(), []string{jobinit.NofileArg, "many", "/bin/touch", marker}},
+		"open files soft > hard": {prog.Bytes(), []string{jobinit.NofileArg, "40:20", "/bin/touch", marker}},
+		"open files missing":     {prog.Bytes(), []string{jobinit.NofileArg}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, report, code := runInit(t, file(t, c.prog), c.args...)
@@ -111,3 +138,68 @@ func TestInitLoadsSeccompProgram(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// NofileArg sets the command's RLIMIT_NOFILE, one number or SOFT:HARD.
+func TestInitSetsOpenFiles(t *testing.T) {
+	for arg, want := range map[string]string{"17": "17 17", "20:40": "20 40"} {
+		out, report, code := runInit(t, nil, jobinit.NofileArg, arg, "/bin/sh", "-c", "echo $(ulimit -Sn) $(ulimit -Hn)")
+		if strings.TrimSpace(out) != want || report != "exit 0\n" || code != 0 {
+			t.Errorf("-n %s: output %q, report %q, exit %d; want %q", arg, out, report, code, want)
+		}
+	}
+}
+
+// With ControlArg the init bounds its job alone: at the deadline the daemon gave it,
+// and at once when the daemon is gone (its end of the control pipe closed), with or
+// without a deadline. Its exit ends the pid namespace and so the command; the command
+// holding the output pipe shows when that happens.
+func TestInitBoundsTheJobAlone(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: runs the init as pid 1 of a new pid namespace")
+	}
+	sleeper := []string{"/bin/sh", "-c", "sleep 30; echo survived"}
+	for _, c := range []struct {
+		name     string
+		send     string        // written to the control pipe first
+		closeAt  time.Duration // when the daemon's end closes (0: never, until the end)
+		min, max time.Duration
+		code     int
+	}{
+		{"deadline", "300\n", 0, 300 * time.Millisecond, 5 * time.Second, jobinit.ExitDeadline},
+		{"daemon gone before the clock starts", "", 200 * time.Millisecond, 200 * time.Millisecond, 5 * time.Second, jobinit.ExitOrphaned},
+		{"daemon gone after the clock starts", "60000\n", 200 * time.Millisecond, 200 * time.Millisecond, 5 * time.Second, jobinit.ExitOrphaned},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctlR, ctlW, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ctlW.Close()
+			if c.send != "" {
+				if _, err := ctlW.WriteString(c.send); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if c.closeAt > 0 {
+				time.AfterFunc(c.closeAt, func() { ctlW.Close() })
+			}
+			out, report, code, took := runInitWith(t, initRun{control: ctlR, newPID: true}, append([]string{jobinit.ControlArg}, sleeper...)...)
+			ctlR.Close()
+			if code != c.code || report != "" || out != "" || took < c.min || took > c.max {
+				t.Errorf("init exit %d after %v, report %q, output %q; want exit %d after %v to %v and the command killed",
+					code, took.Round(time.Millisecond), report, out, c.code, c.min, c.max)
+			}
+		})
+	}
+	// A command that ends first is reported as before; the deadline does not matter.
+	ctlR, ctlW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctlW.Close()
+	defer ctlR.Close()
+	_, _ = ctlW.WriteString("10000\n")
+	if _, report, code, _ := runInitWith(t, initRun{control: ctlR, newPID: true}, jobinit.ControlArg, "/bin/sh", "-c", "exit 3"); report != "exit 3\n" || code != 0 {
+		t.Errorf("a command ending before its deadline: report %q, init exit %d", report, code)
+	}
+}

@@ -154,7 +154,11 @@ func TestDaemonBadRequests(t *testing.T) {
 		{"memory beyond the maximum", `{"code":"1","limits":{"memory":"1PB"}}`, http.StatusBadRequest, "limits.memory"},
 		{"negative timeout", `{"code":"1","limits":{"timeout":-1}}`, http.StatusBadRequest, "limits.timeout"},
 		{"pids beyond the maximum", `{"code":"1","limits":{"pids":1000000}}`, http.StatusBadRequest, "limits.pids"},
-		{"unknown language", `{"code":"1","language":"bash"}`, http.StatusBadRequest, "language"},
+		{"unknown language", `{"code":"1","language":"cobol"}`, http.StatusBadRequest, "language"},
+		{"trailing data", `{"code":"print(1)"}]]]`, http.StatusBadRequest, ""},
+		{"a key twice", `{"code":"1","limits":{"memory":"4GB","memory":"16MB"}}`, http.StatusBadRequest, "limits.memory"},
+		{"a zero limit", `{"code":"1","limits":{"timeout":0}}`, http.StatusBadRequest, "limits.timeout"},
+		{"a top-level array", `[{"code":"1"}]`, http.StatusBadRequest, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -232,6 +236,7 @@ func TestDaemonSlowloris(t *testing.T) {
 // 429 (or 503), and the daemon neither crashes nor hangs.
 func TestDaemonBurst(t *testing.T) {
 	d := need(t)
+	needRealCPU(t) // 2 s jobs, 4 at a time
 	const n = 500
 	body := []byte(`{"code":"print(1)","limits":{"timeout":2}}`)
 	client := &http.Client{

@@ -141,7 +141,7 @@ import os, signal
 print("stopping", flush=True)
 os.kill(os.getpid(), signal.SIGSTOP)
 print("resumed")
-`, limits: limits{"timeout": 1}, status: "timeout", stdout: "stopping\n", check: within(2500 * time.Millisecond)},
+`, limits: limits{"timeout": 1}, status: "timeout", stdout: "stopping\n", timed: true, check: within(2500 * time.Millisecond)},
 
 		{name: "stdout and stderr flood", code: `
 import os
@@ -150,7 +150,7 @@ bad = b"\xff\xfe\x00\"\\\x1b[2J" * 8192
 for _ in range(1024):
     os.write(1, chunk)
     os.write(2, bad)
-`, limits: limits{"timeout": 10}, status: "ok", check: func(t *testing.T, r *result) {
+`, limits: limits{"timeout": 10}, status: "ok", timed: true, check: func(t *testing.T, r *result) {
 			if !r.StdoutTruncated || !r.StderrTruncated {
 				t.Errorf("truncated flags stdout=%v stderr=%v", r.StdoutTruncated, r.StderrTruncated)
 			}
@@ -187,8 +187,8 @@ ctypes.string_at(0)
 			cwd, _ := os.Getwd()
 			for _, dir := range []string{r.d.dir, cwd} {
 				_ = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-					if p == filepath.Join(r.d.runDir, "root") {
-						return fs.SkipDir // the jobs' read-only root: the rootfs itself
+					if p == filepath.Join(r.d.runDir, "root") || p == filepath.Join(r.d.runDir, "roots") {
+						return fs.SkipDir // the jobs' read-only roots: the images themselves
 					}
 					if err == nil && strings.HasPrefix(e.Name(), "core") {
 						t.Errorf("core file on the host: %s", p)

@@ -30,11 +30,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 const (
-	// stateDir caches the unpacked rootfs across runs (an unpack takes seconds).
-	stateDir = "/var/tmp/sandboxd-attack"
 	// outputLimit is the daemon's --output-limit: small, so floods are cheap to test.
 	outputLimit = 64 << 10
 	maxJobs     = 4
@@ -46,6 +46,14 @@ const (
 )
 
 var (
+	// stateDir caches the unpacked rootfs across runs (an unpack takes seconds); under
+	// SANDBOXD_TEST_STATE when set, as the other suites' (the VM stage's is on its disk).
+	stateDir = func() string {
+		if s := os.Getenv("SANDBOXD_TEST_STATE"); s != "" {
+			return filepath.Join(s, "attack")
+		}
+		return "/var/tmp/sandboxd-attack"
+	}()
 	skipReason string
 	bin        string
 	rootfsTar  string
@@ -111,6 +119,9 @@ func setup() string {
 	rootfsTar = os.Getenv("SANDBOXD_ROOTFS")
 	if rootfsTar == "" {
 		return "SANDBOXD_ROOTFS is not set: run `make test`, which builds the rootfs and bin/sandboxd"
+	}
+	if err := delegateV2(); err != nil {
+		return "cannot give the daemons cgroups of their own: " + err.Error()
 	}
 	var err error
 	for _, p := range []*string{&bin, &rootfsTar} {
@@ -226,7 +237,17 @@ func (d *daemon) command(listen ...string) (*exec.Cmd, error) {
 		return nil, err
 	}
 	args := []string{"-c", `n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.procs" || exit 97; shift; n=$((n-1)); done; exec "$@"`, "sh", strconv.Itoa(len(d.cgroups))}
-	args = append(args, d.cgroups...)
+	for _, dir := range d.cgroups {
+		// A v2 daemon that ran here before enabled controllers for its children, so no
+		// process may join the cgroup itself any more: a restart starts in its leaf, as
+		// the daemon would place itself anyway.
+		if leaf := filepath.Join(dir, "supervisor"); pureV2 {
+			if _, err := os.Stat(leaf); err == nil {
+				dir = leaf
+			}
+		}
+		args = append(args, dir)
+	}
 	args = append(args, bin, "--rootfs", rootfsTar, "--state-dir", stateDir, "--run-dir", d.runDir,
 		"--output-limit", strconv.Itoa(outputLimit), "--max-jobs", strconv.Itoa(maxJobs), "--max-queue", strconv.Itoa(maxQueue),
 		"--pool-size", strconv.Itoa(d.pool),
@@ -243,11 +264,15 @@ func (d *daemon) command(listen ...string) (*exec.Cmd, error) {
 func (d *daemon) pid() int { return d.cmd.Process.Pid }
 
 // checkCgroups confirms from /proc/<pid>/cgroup that the daemon runs in the cgroups made
-// for it, below which its jobs go and the suite looks for leftovers.
+// for it, below which its jobs go and the suite looks for leftovers (on v2, in its
+// supervisor leaf of the cgroup made for it).
 func (d *daemon) checkCgroups() error {
 	got, err := cgroupDirs(strconv.Itoa(d.pid()))
 	if err != nil {
 		return err
+	}
+	if pureV2 && len(got) == 1 && filepath.Base(got[0]) == "supervisor" {
+		got[0] = filepath.Dir(got[0])
 	}
 	slices.Sort(got)
 	want := slices.Sorted(slices.Values(d.cgroups))
@@ -325,10 +350,10 @@ func (d *daemon) jobIDs() map[string][]string {
 		}
 	}
 	for _, m := range mountsUnder(d.runDir) {
-		// The daemon's own mounts, made once at start for every job: the jobs' root
-		// (an overlay of the rootfs), the tmpfs holding the jobs' init, their /dev.
-		if m == filepath.Join(d.runDir, "root") || m == filepath.Join(d.runDir, "init") || m == filepath.Join(d.runDir, "dev") ||
-			strings.HasPrefix(m, filepath.Join(d.runDir, "roots")+"/") { // one root per image
+		// The daemon's own mounts, made once at start for every job: the jobs' roots
+		// (an overlay of each image), the tmpfs holding the jobs' init, their /dev.
+		if m == filepath.Join(d.runDir, "root") || filepath.Dir(m) == filepath.Join(d.runDir, "roots") ||
+			m == filepath.Join(d.runDir, "init") || m == filepath.Join(d.runDir, "dev") {
 			continue
 		}
 		ids[filepath.Base(m)] = append(ids[filepath.Base(m)], "mount "+m)
@@ -372,8 +397,14 @@ func (d *daemon) idleWarm(id string) bool {
 		}
 		for _, pid := range strings.Fields(string(procs)) {
 			cmd, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+			// The init's options come before the command: -c (its control pipe), -n
+			// SOFT:HARD (open files), -s (it loads the seccomp filter).
 			cmd = bytes.TrimPrefix(cmd, []byte("/dev/.sbx-init\x00"))
-			cmd = bytes.TrimPrefix(cmd, []byte("-s\x00")) // the init loads the seccomp filter
+			cmd = bytes.TrimPrefix(cmd, []byte("-c\x00"))
+			if rest, ok := bytes.CutPrefix(cmd, []byte("-n\x00")); ok {
+				_, cmd, _ = bytes.Cut(rest, []byte{0})
+			}
+			cmd = bytes.TrimPrefix(cmd, []byte("-s\x00"))
 			if !bytes.HasPrefix(cmd, []byte("python3\x00-c\x00")) {
 				return false
 			}
@@ -427,16 +458,13 @@ func freePort() (string, error) {
 
 // mountsUnder lists the mount points of this (the host's) mount namespace at or below dir.
 func mountsUnder(dir string) []string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 	if err != nil {
 		return []string{err.Error()}
 	}
 	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			out = append(out, f[4])
-		}
+	for _, m := range mounts {
+		out = append(out, m.Mountpoint)
 	}
 	return out
 }
@@ -444,23 +472,18 @@ func mountsUnder(dir string) []string {
 // cgroupMounts maps each hierarchy of /proc/self/cgroup ("cpu", "name=systemd", "" for
 // cgroup2) to its mount point and the mount's root.
 func cgroupMounts() (map[string][2]string, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
 	if err != nil {
 		return nil, err
 	}
 	out := map[string][2]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 5 || len(g) < 3 {
-			continue
-		}
-		switch g[0] {
+	for _, m := range mounts {
+		switch m.FSType {
 		case "cgroup2":
-			out[""] = [2]string{f[4], f[3]}
+			out[""] = [2]string{m.Mountpoint, m.Root}
 		case "cgroup":
-			for _, opt := range strings.Split(g[2], ",") {
-				out[opt] = [2]string{f[4], f[3]}
+			for _, opt := range strings.Split(m.VFSOptions, ",") {
+				out[opt] = [2]string{m.Mountpoint, m.Root}
 			}
 		}
 	}
@@ -497,11 +520,60 @@ func cgroupDirs(pid string) ([]string, error) {
 	return dirs, nil
 }
 
-// makeCgroups creates a cgroup called name below this process's own, in every hierarchy.
+// pureV2 is true on a host with only the cgroup2 hierarchy (production), where the
+// daemon moves itself into a supervisor leaf of its cgroup and puts jobs in a sibling.
+var pureV2 = func() bool {
+	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
+	return err == nil
+}()
+
+// v2Parent is, on a pure v2 host, the cgroup the daemons' cgroups go below: the one this
+// suite was started in (delegated, as systemd's Delegate=yes leaves a service).
+var v2Parent string
+
+// delegateV2 readies a delegated v2 cgroup for daemons of their own: v2 lets a cgroup with
+// processes hand no controllers to its children, so the suite moves itself into a leaf
+// and enables the controllers jobs use for its siblings, the daemons' cgroups.
+// On v1 and hybrid hosts every hierarchy takes a child cgroup as it is.
+func delegateV2() error {
+	if !pureV2 {
+		return nil
+	}
+	own, err := cgroupDirs("self")
+	if err != nil || len(own) != 1 {
+		return fmt.Errorf("own cgroup2 directory: %v %v", own, err)
+	}
+	v2Parent = own[0]
+	// "supervisor", as the daemon names its own leaf: the VM stage expects that one.
+	leaf := filepath.Join(v2Parent, "supervisor")
+	if err := os.Mkdir(leaf, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(leaf, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
+		return fmt.Errorf("move the suite into %s: %w", leaf, err)
+	}
+	avail, err := os.ReadFile(filepath.Join(v2Parent, "cgroup.controllers"))
+	if err != nil {
+		return err
+	}
+	var enable []string
+	for _, c := range []string{"cpu", "memory", "pids", "io"} {
+		if slices.Contains(strings.Fields(string(avail)), c) {
+			enable = append(enable, "+"+c)
+		}
+	}
+	return os.WriteFile(filepath.Join(v2Parent, "cgroup.subtree_control"), []byte(strings.Join(enable, " ")), 0)
+}
+
+// makeCgroups creates a cgroup called name below this process's own, in every hierarchy
+// (on a pure v2 host: beside the suite's leaf, see delegateV2).
 func makeCgroups(name string) ([]string, error) {
 	own, err := cgroupDirs("self")
 	if err != nil {
 		return nil, err
+	}
+	if pureV2 {
+		own = []string{v2Parent}
 	}
 	var dirs []string
 	for _, parent := range own {
@@ -510,7 +582,11 @@ func makeCgroups(name string) ([]string, error) {
 			return nil, err
 		}
 		// A new v1 cpuset has no cpus or mems: no task may join it until they are set.
+		// (v2 inherits them; its child has no such file unless cpuset is enabled for it.)
 		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			if pureV2 {
+				break
+			}
 			if v, err := os.ReadFile(filepath.Join(parent, f)); err == nil {
 				if err := os.WriteFile(filepath.Join(dir, f), v, 0); err != nil {
 					return nil, err
@@ -526,7 +602,8 @@ func makeCgroups(name string) ([]string, error) {
 func removeCgroups(dirs []string) error {
 	var errs []error
 	for _, dir := range dirs {
-		for _, d := range []string{filepath.Join(dir, jobsCgroup), dir} {
+		// On v2 the daemon also leaves its supervisor leaf (empty once it is gone).
+		for _, d := range []string{filepath.Join(dir, jobsCgroup), filepath.Join(dir, "supervisor"), dir} {
 			if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				errs = append(errs, err)
 			}
@@ -618,6 +695,17 @@ type jobCase struct {
 	status string // the job's expected status
 	stdout string // exact expected stdout, unless empty
 	check  func(t *testing.T, r *result)
+	timed  bool // its limits assume a real CPU; see needRealCPU
+}
+
+// needRealCPU skips a test whose timing assumes a real CPU when SANDBOXD_TEST_SLOW_CPU is
+// set: the VM stage sets it under TCG emulation, where a cold job's start alone takes
+// about a second of CPU. On the host and under KVM these tests run.
+func needRealCPU(t *testing.T) {
+	t.Helper()
+	if os.Getenv("SANDBOXD_TEST_SLOW_CPU") != "" {
+		t.Skip("timing assumes a real CPU; this one is emulated (SANDBOXD_TEST_SLOW_CPU)")
+	}
 }
 
 // runCases submits each case to the daemon with warm containers and to the one without,
@@ -627,6 +715,9 @@ func runCases(t *testing.T, cases []jobCase) {
 	need(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			if c.timed {
+				needRealCPU(t)
+			}
 			for _, d := range []*daemon{shared, cold} {
 				t.Run(d.name, func(t *testing.T) {
 					_, port, _ := net.SplitHostPort(d.addr)

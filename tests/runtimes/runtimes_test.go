@@ -58,6 +58,9 @@ func TestEveryRuntime(t *testing.T) {
 	for _, rt := range list.Runtimes {
 		p := byRuntime[rt.Name]
 		t.Run(rt.Name, func(t *testing.T) {
+			if len(pools) > 0 && !rt.Warm {
+				t.Skip("no warm bootstrap: the run without SANDBOXD_TEST_POOL covers it")
+			}
 			exec := func(t *testing.T, req api.ExecuteRequest) api.Result {
 				t.Helper()
 				req.Language = rt.Name
@@ -111,7 +114,8 @@ func TestEveryRuntime(t *testing.T) {
 				if r.Status != want && r.Status != p.hogStatus {
 					t.Errorf("%s (want %s) exit %d %q, compile %+v", r.Status, want, r.ExitCode, tail(r.Stderr), r.Compile)
 				}
-				if r.MemoryPeak > 128<<20 {
+				// The kernel may charge a page or so past the limit before it reclaims or kills.
+				if r.MemoryPeak > 128<<20+1<<20 {
 					t.Errorf("peak %d over the limit", r.MemoryPeak)
 				}
 			})

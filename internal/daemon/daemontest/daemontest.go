@@ -37,6 +37,7 @@ func Config(t testing.TB, name string) daemon.Config {
 	cfg.Rootfs = tarball
 	cfg.Listen = []string{"unix:" + filepath.Join(cfg.RunDir, "sandboxd.sock")}
 	cfg.CgroupName = fmt.Sprintf("sandboxd-test-d%d-%d", os.Getpid(), daemons.Add(1))
+	t.Cleanup(func() { os.RemoveAll(cfg.JobsDir()) }) // the async job store of this run dir
 	return cfg
 }
 
