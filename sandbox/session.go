@@ -294,14 +294,18 @@ func (e *Engine) startSession(ctx context.Context, id string, rt *Runtime, lim L
 	if err := os.Chown(filepath.Join(s.kdir, "kernel.json"), e.jobUID(), e.jobUID()); err != nil {
 		return nil, err
 	}
-	// A job's matplotlib backend (Agg: files only) is not a kernel's: figures become
-	// display_data PNGs through IPython's inline backend.
-	rtEnv := slices.DeleteFunc(slices.Clone(rt.Env), func(kv string) bool { return strings.HasPrefix(kv, "MPLBACKEND=") })
-	env := slices.Concat(jobEnv, rtEnv, []string{
+	own := []string{
 		// ipython's and matplotlib's caches go to the session's /dev/shm, not /work.
 		"IPYTHONDIR=/dev/shm/ipython", "MPLCONFIGDIR=/dev/shm/matplotlib", "PYDEVD_DISABLE_FILE_VALIDATION=1",
+		// A job's matplotlib backend (Agg: files only) is not a kernel's: figures become
+		// display_data PNGs through IPython's inline backend.
 		"MPLBACKEND=module://matplotlib_inline.backend_inline",
+	}
+	// The runtime's settings of these go (python keeps the first of a duplicate).
+	rtEnv := slices.DeleteFunc(slices.Clone(rt.Env), func(kv string) bool {
+		return slices.ContainsFunc(own, func(o string) bool { return strings.HasPrefix(kv, o[:strings.IndexByte(o, '=')+1]) })
 	})
+	env := slices.Concat(jobEnv, rtEnv, own)
 	argv := []string{"python3", "-m", "ipykernel_launcher", "-f", "/run/kernel.json",
 		"--InteractiveShell.colors=NoColor", "--HistoryManager.enabled=False", "--IPKernelApp.parent_handle=0",
 		// Imported ahead, so a session's first "import pandas" does not wait for them.

@@ -155,9 +155,13 @@ for k in kids:
 	if len(r.Results) == 0 || !strings.HasPrefix(string(r.Results[0].Data["image/png"]), `"iVBORw0K`) {
 		t.Errorf("no PNG from a figure: %+v", r)
 	}
+	// Nothing of IPython's or matplotlib's lands in /work (their caches are in /dev/shm).
+	if r := s.exec(t, "import os; print(sorted(os.listdir('/work')))"); r.Stdout != "[]\n" {
+		t.Errorf("/work holds %q", r.Stdout)
+	}
 	// Persistence: what one session planted, the next never sees.
 	s.exec(t, "open('/work/planted', 'w').write('x'); open('/tmp/planted', 'w').write('x')")
-	s2 := newSession(t, d, nil)
+	s2 := newSession(t, d, map[string]any{})
 	if r := s2.exec(t, "import os; print(os.path.exists('/work/planted'), os.path.exists('/tmp/planted'))"); r.Stdout != "False False\n" {
 		t.Fatalf("planted files seen: %q", r.Stdout)
 	}
