@@ -75,7 +75,7 @@ func startDaemon(pool int) (*daemon, error) {
 	}
 	d.cmd = exec.Command(*bin, "--rootfs", *tarball, "--images-dir", *imagesDir, "--state-dir", daemonState(pool), "--run-dir", d.runDir,
 		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--max-jobs", "8", "--max-queue", "64",
-		"--pool-size", strconv.Itoa(pool), "--cgroup-name", fmt.Sprintf("sandboxd-bench-%d", port),
+		"--pool-size", strconv.Itoa(pool), "--session-pool", strconv.Itoa(min(pool, 1)), "--cgroup-name", fmt.Sprintf("sandboxd-bench-%d", port),
 		"--config", cfg)
 	d.cmd.Stdout, d.cmd.Stderr = &d.logs, &d.logs
 	if err := d.cmd.Start(); err != nil {
@@ -167,6 +167,9 @@ func run() error {
 	defer warm.stop()
 	time.Sleep(3 * time.Second) // let the pool fill
 	pss, pooled := warm.containersPSSKB()
+	if *sessionsOnly {
+		return sessionTable(&http.Client{Timeout: 60 * time.Second}, cold, warm)
+	}
 
 	rootfs, err := unpackedRootfs(daemonState(0), *tarball)
 	if err != nil {
@@ -243,6 +246,11 @@ func run() error {
 		}
 	}
 	fmt.Printf("\nwarm jobs that found the pool empty and started cold: %d of %d\n", coldFallbacks.Load(), warmJobs.Load())
+	defer func() {
+		if err := sessionTable(client, cold, warm); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: sessions:", err)
+		}
+	}()
 	defer func() {
 		if *imagesDir == "" {
 			return

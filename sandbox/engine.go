@@ -55,6 +55,8 @@ type Options struct {
 	PoolSizes map[string]int
 	// GPUs leases GPUs to jobs that ask for them; nil means the host has none.
 	GPUs *gpu.Allocator
+	// Sessions configure long-lived kernels (session.go).
+	Sessions SessionOptions
 	// Observer, if set, is told about every job that ran (see registry.go).
 	Observer Observer
 	// CgroupMountpoint is the cgroup2 mount (default /sys/fs/cgroup).
@@ -123,6 +125,7 @@ type Engine struct {
 	runtimes runtimeSet
 	reg      registry         // jobs holding a slot, for listing and killing
 	pools    map[string]*pool // warm containers, by runtime name
+	sessions sessionSet       // live sessions and their pool (session.go)
 }
 
 // New prepares an engine: it checks the rootfs, places job cgroups below the daemon's
@@ -230,6 +233,7 @@ func New(opts Options) (_ *Engine, retErr error) {
 			e.pools[rt.Name] = newPool(e, rt, size)
 		}
 	}
+	e.startSessionPool()
 	return e, nil
 }
 
@@ -322,6 +326,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
 	e.closed = true
 	e.mu.Unlock()
+	e.closeSessions()
 	for _, p := range e.pools {
 		if err := p.close(); err != nil {
 			e.opts.Logger.Warn("destroy warm containers", "runtime", p.rt.Name, "err", err)

@@ -58,8 +58,9 @@ type procSpec struct {
 	env     []string
 	lim     Limits
 	lease   *gpu.Lease
-	warm    bool   // a bootstrap: wait for its ready marker
-	outBind string // if set, a host directory bound read-only at OutDir (a test case's compiled artifact)
+	warm    bool             // a bootstrap: wait for its ready marker
+	outBind string           // if set, a host directory bound read-only at OutDir (a test case's compiled artifact)
+	mounts  []*configs.Mount // more mounts (a session's kernel directory)
 }
 
 // startProc makes the job's container and starts its process.
@@ -70,6 +71,7 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 		cfg.Mounts = append(cfg.Mounts, &configs.Mount{Source: s.outBind, Destination: OutDir, Device: "bind",
 			Flags: unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV})
 	}
+	cfg.Mounts = append(cfg.Mounts, s.mounts...)
 	env := s.env
 	args := s.argv
 	if s.lease != nil {

@@ -18,6 +18,7 @@ func (e *Engine) Leftovers() ([]string, error) {
 	// Warm containers (idle, starting or being torn down) are not leftovers; the pool
 	// holds still while we look.
 	err := e.scanPools(func(idle map[string]bool) (err error) {
+		e.sessionIDs(idle) // live and pooled sessions are not leftovers either
 		out, err = e.leftovers(idle)
 		return err
 	})

@@ -46,10 +46,19 @@ func matches(got string, want *[sha256.Size]byte) bool {
 	return subtle.ConstantTimeCompare(d[:], want[:]) == 1
 }
 
+// bearer is the request's API token: "Authorization: Bearer <token>", Jupyter's
+// "Authorization: token <token>" (what Jupyter clients send a gateway), or, for the E2B
+// control plane, the SDK's X-API-KEY (E2B_API_KEY).
 func bearer(r *http.Request) string {
 	h := r.Header.Get("Authorization")
 	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
 		return strings.TrimSpace(h[7:])
+	}
+	if len(h) > 6 && strings.EqualFold(h[:6], "token ") {
+		return strings.TrimSpace(h[6:])
+	}
+	if strings.HasPrefix(r.URL.Path, e2bAPIPrefix) {
+		return r.Header.Get("X-API-KEY")
 	}
 	return ""
 }
@@ -57,7 +66,9 @@ func bearer(r *http.Request) string {
 // Wrap puts next behind the checks above.
 func (a *Auth) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" || ClientFrom(r.Context()).Unix {
+		// The E2B data plane carries no API token: each request carries its sandbox's own
+		// token, which only the creator (who had the API token) was given; it checks that.
+		if r.URL.Path == "/healthz" || ClientFrom(r.Context()).Unix || strings.HasPrefix(r.URL.Path, e2bSandboxPrefix) {
 			next.ServeHTTP(w, r)
 			return
 		}

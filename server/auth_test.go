@@ -130,3 +130,40 @@ func TestAuthWithoutConnInfoIsRemote(t *testing.T) {
 		}
 	}
 }
+
+// The session fronts' credentials on TCP with an API token: Jupyter's "token" scheme,
+// the E2B SDK's X-API-KEY on its control plane, and its data plane left to the
+// per-sandbox token the handler checks.
+func TestAuthSessionFronts(t *testing.T) {
+	var auth Auth
+	auth.SetTokens("api-tok", "")
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	tcp, _, base := serveBoth(t, auth.Wrap(ok))
+	for _, c := range []struct {
+		name, path string
+		header     [2]string
+		want       int
+	}{
+		{"jupyter token scheme", "/api/kernels", [2]string{"Authorization", "token api-tok"}, 200},
+		{"jupyter wrong token", "/api/kernels", [2]string{"Authorization", "token nope"}, 401},
+		{"e2b api key", "/e2b/api/v2/sandboxes", [2]string{"X-API-KEY", "api-tok"}, 200},
+		{"e2b wrong api key", "/e2b/api/v2/sandboxes", [2]string{"X-API-KEY", "nope"}, 401},
+		{"x-api-key elsewhere is no token", "/v1/sessions", [2]string{"X-API-KEY", "api-tok"}, 401},
+		{"e2b data plane: the handler checks", "/e2b/sandbox/execute", [2]string{}, 200},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, base+c.path, nil)
+			if c.header[0] != "" {
+				req.Header.Set(c.header[0], c.header[1])
+			}
+			resp, err := tcp.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != c.want {
+				t.Errorf("%d, want %d", resp.StatusCode, c.want)
+			}
+		})
+	}
+}

@@ -33,15 +33,25 @@ type Options struct {
 	GPUs         GPUSource // GET /v1/gpus; nil lists none
 	// Runtimes lists what the engine runs (GET /v1/runtimes); nil lists none.
 	Runtimes func() []sandbox.RuntimeInfo
-	Logger   *slog.Logger
+	// Sessions serves /v1/sessions (sessions.go); nil serves none.
+	Sessions SessionEngine
+	// Jupyter serves the Jupyter kernel REST subset and channels (jupyter.go); nil
+	// serves none.
+	Jupyter JupyterEngine
+	// E2B serves the E2B code-interpreter SDK's endpoints under /e2b (e2b.go); nil
+	// serves none.
+	E2B    JupyterEngine
+	Logger *slog.Logger
 }
 
 // Server serves the API. Create it with New.
 type Server struct {
-	run  Runner
-	opts Options
-	log  *slog.Logger
-	mux  *http.ServeMux
+	run     Runner
+	opts    Options
+	kernels *jupyterKernels
+	e2b     *e2bState
+	log     *slog.Logger
+	mux     *http.ServeMux
 }
 
 // New builds the API's handler around a Runner.
@@ -65,6 +75,15 @@ func New(run Runner, opts Options) *Server {
 	s.mux.HandleFunc("GET /v1/runtimes", s.runtimes)
 	s.mux.HandleFunc("POST /execute", s.seedExecute)
 	s.mux.HandleFunc("POST /submit_code", s.seedSubmitCode)
+	if opts.Sessions != nil {
+		s.registerSessions()
+	}
+	if opts.Jupyter != nil {
+		s.registerJupyter()
+	}
+	if opts.E2B != nil {
+		s.registerE2B()
+	}
 	// No catch-all "/": it would match every method, and ServeMux answers 405 with Allow
 	// for a known path with the wrong method only when nothing else matches. ServeHTTP
 	// gives the mux's own 404 and 405 the API's JSON shape.

@@ -38,6 +38,8 @@ func newFlagSet(cfg *daemon.Config, o *cliOpts) *flag.FlagSet {
 	f.Var(&cfg.OutputLimit, "output-limit", "kept of each of stdout and stderr")
 	f.Var(&cfg.MaxBody, "max-body", "size of a request body; more get 413")
 	f.Var(&cfg.MaxCode, "max-code", "size of the code field; more gets 413")
+	f.IntVar(&cfg.SessionMax, "session-max", cfg.SessionMax, "code-interpreter sessions alive at once; 0 turns sessions off")
+	f.IntVar(&cfg.SessionPool, "session-pool", cfg.SessionPool, "started kernels kept ready for sessions of the default shape")
 	f.Var(&cfg.ShutdownGrace, "shutdown-grace", "on stop, how long running jobs may finish before they are killed")
 	f.StringVar(&cfg.APITokenFile, "api-token-file", cfg.APITokenFile, "file holding the bearer token TCP clients must send")
 	f.StringVar(&cfg.AdminTokenFile, "admin-token-file", cfg.AdminTokenFile, "file holding the bearer token for /v1/admin on TCP")

@@ -52,6 +52,14 @@ type Config struct {
 	MaxCode       Size           `toml:"max_code"`       // the code field; more get 413
 	ShutdownGrace Duration       `toml:"shutdown_grace"` // running jobs' time to finish on stop, then killed
 
+	// Code-interpreter sessions (/v1/sessions): how many live at once (0 turns them
+	// off), their default idle TTL, their default and maximum lifetime, and how many
+	// started kernels are kept ready.
+	SessionMax      int      `toml:"session_max"`
+	SessionTTL      Duration `toml:"session_ttl"`
+	SessionLifetime Duration `toml:"session_lifetime"`
+	SessionPool     int      `toml:"session_pool"`
+
 	// Async jobs (POST /v1/jobs): their queue, how long and how many finished ones the
 	// store under state_dir/jobs keeps, the bytes of results it keeps at most, and
 	// whether callbacks may go to other hosts than this one.
@@ -118,6 +126,10 @@ func Default() Config {
 		JobRetention:      Duration(24 * time.Hour),
 		JobRetentionCount: 10000,
 		JobStoreMax:       1 << 30,
+		SessionMax:        8,
+		SessionTTL:        Duration(10 * time.Minute),
+		SessionLifetime:   Duration(time.Hour),
+		SessionPool:       1,
 		LogFormat:         "text",
 		LogLevel:          "info",
 	}
@@ -270,6 +282,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxCode > c.MaxBody {
 		bad("max_code", "%s exceeds max_body %s", c.MaxCode, c.MaxBody)
+	}
+	if c.SessionMax < 0 || c.SessionPool < 0 {
+		bad("session_max", "session_max and session_pool must not be negative")
+	}
+	if c.SessionTTL < 0 || c.SessionLifetime < 0 || c.SessionTTL > c.SessionLifetime {
+		bad("session_ttl", "session_ttl and session_lifetime must not be negative, and the TTL at most the lifetime")
 	}
 	if c.ShutdownGrace < 0 {
 		bad("shutdown_grace", "must not be negative")

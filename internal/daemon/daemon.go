@@ -133,6 +133,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		GPUs:        leases,
 		CgroupName:  cfg.CgroupName,
 		Observer:    metrics,
+		Sessions:    sessionOptions(cfg),
 		Logger:      d.log,
 	})
 	if err != nil {
@@ -152,7 +153,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	srv := server.New(gate, server.Options{
 		MaxBodyBytes: int64(cfg.MaxBody), MaxCodeBytes: int64(cfg.MaxCode), GPUs: gpuSrc, Logger: d.log,
-		Runtimes: engine.Runtimes,
+		Runtimes: engine.Runtimes, Sessions: engine, Jupyter: engine, E2B: engine,
 	})
 	// Async jobs: their store is opened after the engine and closed before it (the
 	// manager's workers hand jobs to the engine until it drains).
@@ -431,4 +432,15 @@ func (c *cleanup) run() {
 	for i := len(*c) - 1; i >= 0; i-- {
 		(*c)[i]()
 	}
+}
+
+// sessionOptions are the engine's session settings from the config (session_max 0
+// turns sessions off).
+func sessionOptions(cfg Config) sandbox.SessionOptions {
+	o := sandbox.SessionOptions{Max: cfg.SessionMax, IdleTTL: time.Duration(cfg.SessionTTL),
+		Lifetime: time.Duration(cfg.SessionLifetime), Pool: cfg.SessionPool}
+	if o.Max == 0 {
+		o.Max = -1
+	}
+	return o
 }

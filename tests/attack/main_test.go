@@ -250,7 +250,9 @@ func (d *daemon) command(listen ...string) (*exec.Cmd, error) {
 	}
 	args = append(args, bin, "--rootfs", rootfsTar, "--state-dir", stateDir, "--run-dir", d.runDir,
 		"--output-limit", strconv.Itoa(outputLimit), "--max-jobs", strconv.Itoa(maxJobs), "--max-queue", strconv.Itoa(maxQueue),
-		"--pool-size", strconv.Itoa(d.pool))
+		"--pool-size", strconv.Itoa(d.pool),
+		// No warm kernels: the leftover checks count containers; sessions start cold here.
+		"--session-pool", "0")
 	args = append(args, listen...)
 	cmd := exec.Command("/bin/sh", args...)
 	cmd.Dir = d.cwd
