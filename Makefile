@@ -58,11 +58,6 @@ test: build rootfs-all
 	# The engine, API and runtime suites again, every job on a warm pooled container when one is ready.
 	SANDBOXD_ROOTFS=$(CURDIR)/$(ROOTFS) SANDBOXD_IMAGES=$(CURDIR)/$(IMAGES_DIR) SANDBOXD_TEST_POOL=2 \
 		go test $(GOBUILD) -count=1 -timeout 20m ./sandbox/ ./server/ ./tests/runtimes/
-	# Sessions need ipykernel: their suites on the python image, where it is built.
-	if [ -f $(IMAGES_DIR)/python.tar.zst ]; then \
-		SANDBOXD_ROOTFS=$(CURDIR)/$(IMAGES_DIR)/python.tar.zst SANDBOXD_BIN=$(CURDIR)/bin/sandboxd \
-		go test $(GOBUILD) -count=1 -timeout 20m -run 'Session|Jupyter|E2B' ./sandbox/ ./server/ ./tests/attack/; \
-	else echo "sessions: skipped, no $(IMAGES_DIR)/python.tar.zst (make images)"; fi
 
 # cgroup v2 and systemd for real, on any Linux host (v1 too): two VMs (scripts/vmtest.sh).
 # Stage 1 runs VM_SUITES' real-job tests in a delegated v2 cgroup (tests/vm/cgroup2.sh);

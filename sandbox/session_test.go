@@ -42,6 +42,7 @@ func cell(t *testing.T, s *sandbox.Session, code string) *sandbox.CellOutcome {
 // One session through its life: state across cells, output, rich results, an
 // exception, an interrupted cell, files in and out, then delete.
 func TestSessionCore(t *testing.T) {
+	testenv.SkipOnSlowCPU(t, "an IPython kernel with numpy and pandas takes minutes to start")
 	e := sessionEngine(t, sandbox.SessionOptions{})
 	s := newSession(t, e, sandbox.SessionRequest{Limits: sandbox.Limits{Timeout: 2 * time.Second}})
 
@@ -151,6 +152,7 @@ print(sorted(os.listdir('/sys/class/net')) if os.path.exists('/sys/class/net') e
 
 // Every way a session ends on its own says why, and leaves nothing.
 func TestSessionEnds(t *testing.T) {
+	testenv.SkipOnSlowCPU(t, "an IPython kernel with numpy and pandas takes minutes to start")
 	e := sessionEngine(t, sandbox.SessionOptions{Max: 3})
 	cases := []struct {
 		name string
@@ -238,6 +240,7 @@ func TestSessionEnds(t *testing.T) {
 
 // With a pool ready, creating a session takes a started kernel.
 func TestSessionPool(t *testing.T) {
+	testenv.SkipOnSlowCPU(t, "an IPython kernel with numpy and pandas takes minutes to start")
 	e := sessionEngine(t, sandbox.SessionOptions{Pool: 1})
 	deadline := time.Now().Add(90 * time.Second)
 	var s *sandbox.Session

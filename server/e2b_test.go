@@ -22,6 +22,7 @@ const e2bSDK = "@e2b/code-interpreter@2.8.0"
 // The real @e2b/code-interpreter SDK, pointed at sandboxd by its own settings, creates a
 // sandbox, runs code (onStdout, a PNG, a DataFrame, an error), uses a context and kills it.
 func TestE2BCodeInterpreterSDK(t *testing.T) {
+	testenv.SkipOnSlowCPU(t, "an IPython kernel with numpy and pandas takes minutes to start")
 	e := testenv.Engine(t, sandbox.Options{})
 	s, err := e.CreateSession(context.Background(), sandbox.SessionRequest{})
 	if errors.Is(err, sandbox.ErrNoKernel) {

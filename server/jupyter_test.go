@@ -62,6 +62,7 @@ func npmPackages(t *testing.T, name string, pkgs ...string) string {
 // front on a real kernel: state, output, a DataFrame's HTML, a matplotlib PNG, an
 // error, an interrupt mid-sleep, a restart and a shutdown.
 func TestJupyterServicesClient(t *testing.T) {
+	testenv.SkipOnSlowCPU(t, "an IPython kernel with numpy and pandas takes minutes to start")
 	e := testenv.Engine(t, sandbox.Options{})
 	if _, err := e.CreateSession(context.Background(), sandbox.SessionRequest{}); err != nil {
 		if errors.Is(err, sandbox.ErrNoKernel) {

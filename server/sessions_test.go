@@ -37,6 +37,7 @@ func call(t *testing.T, method, url, body string, out any) int {
 // /v1/sessions through the real API on a real kernel: create, cells keeping state,
 // rich results, an error, NDJSON streaming, files, refusals, the cap, delete.
 func TestSessionsAPI(t *testing.T) {
+	testenv.SkipOnSlowCPU(t, "an IPython kernel with numpy and pandas takes minutes to start")
 	e := testenv.Engine(t, sandbox.Options{Sessions: sandbox.SessionOptions{Max: 2}})
 	ts := httptest.NewServer(server.New(e, server.Options{Sessions: e}))
 	t.Cleanup(ts.Close)

@@ -197,3 +197,12 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
 }
+
+// SkipOnSlowCPU skips a test that cannot finish in reasonable time on an emulated CPU
+// (SANDBOXD_TEST_SLOW_CPU, which the VM stage sets under TCG), saying why.
+func SkipOnSlowCPU(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("SANDBOXD_TEST_SLOW_CPU") != "" {
+		t.Skipf("%s; this CPU is emulated (SANDBOXD_TEST_SLOW_CPU)", why)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/sandboxd/sandboxd/internal/testenv"
 	"io"
 	"net/http"
 	"os"
@@ -88,6 +89,7 @@ func (s *session) exec(t *testing.T, code string) cellResult {
 // The attack suite's categories, run inside a session's kernel: it is contained as a
 // job is, and survives each attempt.
 func TestSessionContained(t *testing.T) {
+	testenv.SkipOnSlowCPU(t, "an IPython kernel with numpy and pandas takes minutes to start")
 	d := need(t)
 	s := newSession(t, d, map[string]any{"limits": map[string]any{"timeout": 20, "pids": 64}})
 	cases := []struct{ name, code, want string }{
@@ -170,6 +172,7 @@ for k in kids:
 // A daemon SIGKILLed with a session alive: its restart removes the kernel, its
 // container, cgroup, storage and kernel directory.
 func TestSessionCrashRecovery(t *testing.T) {
+	testenv.SkipOnSlowCPU(t, "an IPython kernel with numpy and pandas takes minutes to start")
 	need(t)
 	d, err := startDaemon("sesscrash", 0, nil)
 	if err != nil {
