@@ -28,6 +28,7 @@ type jobProc struct {
 	paths            map[string]string // the job's cgroup per controller
 	stdin            *os.File          // write end; closed once the input is written
 	control          *os.File          // write end of the init's control pipe (jobinit.ControlFD)
+	clockStarted     bool              // the init has its deadline (cold jobs: from their start)
 	stdoutR, stderrR *os.File
 	outCap, errCap   *capture
 	outDone, errDone chan struct{}
@@ -61,6 +62,9 @@ type procSpec struct {
 	warm    bool             // a bootstrap: wait for its ready marker
 	outBind string           // if set, a host directory bound read-only at OutDir (a test case's compiled artifact)
 	mounts  []*configs.Mount // more mounts (a session's kernel directory)
+	// longLived is a session's container: its init gets no deadline (the daemon bounds
+	// a session's lifetime), and ends it only when the daemon is gone.
+	longLived bool
 }
 
 // startProc makes the job's container and starts its process.
@@ -129,6 +133,16 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 			Stderr:     stderrW,
 			Init:       true,
 		},
+	}
+	if !s.warm && !s.longLived {
+		// A cold job's command starts with its container: its init has its deadline
+		// from the first moment, even if the daemon stops before the job's clock starts.
+		// It counts from the init's start, a little before the daemon's clock, which
+		// initGrace covers.
+		if err := startClock(jp.control, s.lim); err != nil {
+			return nil, err
+		}
+		jp.clockStarted = true
 	}
 	err = ctr.Run(jp.proc)
 	for _, f := range []*os.File{stdinR, stdoutW, stderrW, statusW, controlR} {
@@ -208,8 +222,10 @@ func (e *Engine) runProc(ctx context.Context, id string, jp *jobProc, lim Limits
 	if jp.cpuBase, jp.userBase, jp.sysBase, err = cpuTimes(e.place.mode, jp.paths); err != nil {
 		return "", fmt.Errorf("read the container's CPU: %w", err)
 	}
-	if err := startClock(jp.control, lim); err != nil { // the init's own bound
-		return "", err
+	if !jp.clockStarted { // a warm job's clock starts now: the init's own bound
+		if err := startClock(jp.control, lim); err != nil {
+			return "", err
+		}
 	}
 	if sink != nil {
 		jp.outCap.sink = func(b []byte, trunc bool) { sink(EventStdout, b, trunc) }

@@ -314,7 +314,7 @@ func (e *Engine) startSession(ctx context.Context, id string, rt *Runtime, lim L
 		`--IPKernelApp.exec_lines=["import numpy, pandas, matplotlib.pyplot; del numpy, pandas, matplotlib", ` +
 			`"(lambda os, th: th.Thread(target=lambda: (os.read(0, 1), os._exit(0)), daemon=True).start())(__import__('os'), __import__('threading'))"]`,
 	}
-	jp, err := e.startProc(procSpec{id: s.id, storage: s.storage, root: e.roots[rt.Image], argv: argv, env: env, lim: lim,
+	jp, err := e.startProc(procSpec{id: s.id, storage: s.storage, root: e.roots[rt.Image], argv: argv, env: env, lim: lim, longLived: true,
 		mounts: []*configs.Mount{{Source: s.kdir, Destination: "/run", Device: "bind",
 			Flags: unix.MS_BIND | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC}}}, &s.undo)
 	if err != nil {
