@@ -170,6 +170,9 @@ func run() error {
 	if *sessionsOnly {
 		return sessionTable(&http.Client{Timeout: 60 * time.Second}, cold, warm)
 	}
+	if *runtimesOnly {
+		return runtimeTable(&http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}, Timeout: 60 * time.Second}, cold, warm)
+	}
 
 	rootfs, err := unpackedRootfs(daemonState(0), *tarball)
 	if err != nil {

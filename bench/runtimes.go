@@ -18,8 +18,9 @@ import (
 )
 
 var (
-	imagesDir = flag.String("images", "build/images", "directory of the runtimes' images (<image>.tar.zst); \"\" skips the runtime table")
-	rtN       = flag.Int("runtime-n", 20, "jobs per runtime row (compiled runtimes: a quarter of it, at least 5)")
+	imagesDir    = flag.String("images", "build/images", "directory of the runtimes' images (<image>.tar.zst); \"\" skips the runtime table")
+	rtN          = flag.Int("runtime-n", 20, "jobs per runtime row (compiled runtimes: a quarter of it, at least 5)")
+	runtimesOnly = flag.Bool("runtimes-only", false, "run only the per-runtime table")
 )
 
 // helloByRuntime is hello world in every shipped runtime.
@@ -206,6 +207,8 @@ func (b *bare) run() error {
 	var out []byte
 	for _, argv := range b.steps {
 		cmd := exec.Command(argv[0], argv[1:]...)
+		// The command is looked up in the image, as the job's PATH would, not the host's.
+		cmd.Path, cmd.Err = b.lookPath(argv[0]), nil
 		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: b.tree}
 		cmd.Dir, cmd.Env = "/work", b.env
 		var err error
@@ -217,6 +220,19 @@ func (b *bare) run() error {
 		return fmt.Errorf("printed %q", out)
 	}
 	return nil
+}
+
+// lookPath finds a command in the image's PATH directories; a path is kept as it is.
+func (b *bare) lookPath(cmd string) string {
+	if strings.Contains(cmd, "/") {
+		return cmd
+	}
+	for _, d := range strings.Split(strings.TrimPrefix(b.env[0], "PATH="), ":") {
+		if _, err := os.Lstat(filepath.Join(b.tree, d, cmd)); err == nil {
+			return filepath.Join(d, cmd)
+		}
+	}
+	return cmd
 }
 
 func (b *bare) close() {
