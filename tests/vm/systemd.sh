@@ -86,7 +86,7 @@ done
 step "systemctl stop while a job runs: the job's result reaches its client"
 api /v1/execute '{"code": "import time; time.sleep(3); print(\"finished\")"}' >/tmp/stopjob &
 client=$!
-for _ in $(seq 100); do sandboxctl jobs 2>/dev/null | grep -q sbx- && break; sleep 0.1; done
+for _ in $(seq 600); do sandboxctl jobs 2>/dev/null | grep -q sbx- && break; sleep 0.1; done
 systemctl stop sandboxd
 wait $client
 res=$(cat /tmp/stopjob)
@@ -103,8 +103,10 @@ res=$(api /v1/execute '{"code": "print(6*7)"}')
 [[ $(systemctl show -P ActiveState sandboxd) == active ]] || fail "service not active after a connection"
 
 step "systemctl kill -s KILL mid-job, then restart: nothing stale, jobs run again"
+# Under emulation a daemon just started by its socket also warms its pools (an IPython
+# kernel among them), so the job may take a while to reach the engine.
 api /v1/execute '{"code": "import time; time.sleep(60)", "limits": {"timeout": 90}}' >/dev/null 2>&1 &
-for _ in $(seq 100); do sandboxctl jobs 2>/dev/null | grep -q sbx- && break; sleep 0.1; done
+for _ in $(seq 600); do sandboxctl jobs 2>/dev/null | grep -q sbx- && break; sleep 0.1; done
 sandboxctl jobs | grep -q sbx- || fail "the job to kill never ran"
 # What the killed daemon had: the running job and its warm containers.
 old=$(ls /run/sandboxd/containers /run/sandboxd/jobs | grep -o 'sbx-[0-9a-f]*' | sort -u)
