@@ -223,13 +223,11 @@ func (s *Server) e2bExecute(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
+	if err := s.checkCell(req.Code); err != nil {
+		s.fail(w, err)
+		return
+	}
 	switch {
-	case req.Code == nil:
-		s.fail(w, fieldError("code", "is required"))
-		return
-	case int64(len(*req.Code)) > s.opts.MaxCodeBytes:
-		s.fail(w, &apiError{status: http.StatusRequestEntityTooLarge, field: "code", message: "code: too long"})
-		return
 	case req.Language != "" && req.Language != "python":
 		s.fail(w, fieldError("language", "only python is supported"))
 		return

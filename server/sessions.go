@@ -201,12 +201,8 @@ func (s *Server) executeCell(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	switch {
-	case req.Code == nil:
-		s.fail(w, fieldError("code", "is required"))
-		return
-	case int64(len(*req.Code)) > s.opts.MaxCodeBytes:
-		s.fail(w, &apiError{status: http.StatusRequestEntityTooLarge, field: "code", message: fmt.Sprintf("code: exceeds %d bytes", s.opts.MaxCodeBytes)})
+	if err := s.checkCell(req.Code); err != nil {
+		s.fail(w, err)
 		return
 	}
 	if !strings.Contains(r.Header.Get("Accept"), "application/x-ndjson") {
@@ -296,4 +292,15 @@ func (s *Server) putSessionFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// checkCell refuses a cell's code that is missing or over max_code, for every session front.
+func (s *Server) checkCell(code *string) error {
+	switch {
+	case code == nil:
+		return fieldError("code", "is required")
+	case int64(len(*code)) > s.opts.MaxCodeBytes:
+		return &apiError{status: http.StatusRequestEntityTooLarge, field: "code", message: fmt.Sprintf("code: exceeds %d bytes", s.opts.MaxCodeBytes)}
+	}
+	return nil
 }
