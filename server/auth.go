@@ -13,7 +13,7 @@ const AdminPrefix = "/v1/admin/"
 
 // Auth decides who may call what. On the unix socket its permissions (mode 0660, the
 // configured group) are the credential: a peer that can connect may do anything, as with
-// docker.sock. On TCP, /healthz is open; the admin endpoints need the admin token and are
+// docker.sock. On TCP, /healthz and /readyz are open (probes carry no token); the admin endpoints need the admin token and are
 // refused when none is configured; everything else needs the API token when one is
 // configured (the admin token works there too). Tokens can be replaced at run time.
 type Auth struct {
@@ -68,7 +68,7 @@ func (a *Auth) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The E2B data plane carries no API token: each request carries its sandbox's own
 		// token, which only the creator (who had the API token) was given; it checks that.
-		if r.URL.Path == "/healthz" || ClientFrom(r.Context()).Unix || strings.HasPrefix(r.URL.Path, e2bSandboxPrefix) {
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || ClientFrom(r.Context()).Unix || strings.HasPrefix(r.URL.Path, e2bSandboxPrefix) {
 			next.ServeHTTP(w, r)
 			return
 		}

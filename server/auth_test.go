@@ -63,6 +63,8 @@ func TestAuth(t *testing.T) {
 		{"no tokens: admin refused on TCP", "", "", false, "/v1/admin/status", "", 403},
 		{"no tokens: admin token sent, still refused", "", "", false, "/v1/admin/status", "Bearer x", 403},
 		{"healthz open without token", "api", "adm", false, "/healthz", "", 200},
+		{"readyz open without token", "api", "adm", false, "/readyz", "", 200},
+		{"metrics need the token", "api", "adm", false, "/metrics", "", 401},
 		{"API needs the token", "api", "adm", false, "/v1/execute", "", 401},
 		{"wrong token", "api", "adm", false, "/v1/execute", "Bearer apx", 401},
 		{"prefix of the token", "api", "adm", false, "/v1/execute", "Bearer ap", 401},

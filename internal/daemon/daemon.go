@@ -173,6 +173,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Version: d.opts.Version, Started: time.Now(), MaxJobs: cfg.MaxJobs, MaxQueue: cfg.MaxQueue,
 		UploadDir: filepath.Join(cfg.StateDir, "rootfs"),
 	}).Register(srv)
+	(&server.Readiness{
+		Engine: engine, Gate: gate, MaxJobs: cfg.MaxJobs, MaxQueue: cfg.MaxQueue, PoolTarget: engine.PoolSize(),
+	}).Register(srv)
 	srv.Handle("GET /metrics", metrics.Handler())
 	if err := d.mountFronts(srv, cfg, gate, engine, mgr); err != nil {
 		return err

@@ -88,6 +88,9 @@ func TestStopDrainsRunningJob(t *testing.T) {
 	if a := call(t, c, "GET", "/healthz", ""); a.code != 200 {
 		t.Errorf("healthz while draining: %d, want 200 (alive)", a.code)
 	}
+	if a := call(t, c, "GET", "/readyz", ""); a.code != 503 || a.body["status"] != "draining" {
+		t.Errorf("readyz while draining: %d %v, want 503 draining", a.code, a.body)
+	}
 	a := <-result
 	if a.code != 200 || a.body["status"] != "ok" || a.body["stdout"] != "finished\n" {
 		t.Errorf("the running job's answer: %d %v, want its result", a.code, a.body)
@@ -97,6 +100,51 @@ func TestStopDrainsRunningJob(t *testing.T) {
 	}
 	if _, err := os.Stat(d.Socket); err == nil {
 		t.Errorf("the socket is still there after stop")
+	}
+}
+
+// /readyz says 200 only while the node takes work: after its pool has filled once, with
+// a slot or queue place free, and not while an admin drains it; /healthz stays 200.
+func TestReadyz(t *testing.T) {
+	cfg := daemontest.Config(t, "daemon")
+	cfg.MaxJobs, cfg.MaxQueue, cfg.PoolSize = 1, 0, 1
+	d := daemontest.Start(t, cfg)
+	c := unixClient(d.Socket)
+	ready := func() answer {
+		t.Helper()
+		var a answer
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if a = call(t, c, "GET", "/readyz", ""); a.code == 200 {
+				break
+			}
+		}
+		return a
+	}
+	if a := ready(); a.code != 200 || a.body["status"] != "ready" || a.body["max_jobs"] != 1.0 {
+		t.Fatalf("readyz never became ready: %d %v", a.code, a.body)
+	}
+	result := make(chan answer, 1)
+	go func() { result <- call(t, c, "POST", "/v1/execute", `{"code":"import time\ntime.sleep(2)"}`) }()
+	waitRunning(t, c, 1)
+	if a := call(t, c, "GET", "/readyz", ""); a.code != 503 || a.body["status"] != "busy" || a.body["running"] != 1.0 {
+		t.Errorf("readyz with its one slot taken and no queue: %d %v, want 503 busy", a.code, a.body)
+	}
+	if a := call(t, c, "GET", "/healthz", ""); a.code != 200 {
+		t.Errorf("healthz while busy: %d, want 200", a.code)
+	}
+	if a := <-result; a.body["status"] != "ok" {
+		t.Errorf("the job: %d %v", a.code, a.body)
+	}
+	if a := ready(); a.code != 200 {
+		t.Errorf("readyz after the job: %d %v, want 200", a.code, a.body)
+	}
+	call(t, c, "POST", "/v1/admin/drain", "")
+	if a := call(t, c, "GET", "/readyz", ""); a.code != 503 || a.body["status"] != "draining" {
+		t.Errorf("readyz while an admin drains: %d %v, want 503 draining", a.code, a.body)
+	}
+	call(t, c, "POST", "/v1/admin/resume", "")
+	if a := call(t, c, "GET", "/readyz", ""); a.code != 200 {
+		t.Errorf("readyz after resume: %d %v, want 200", a.code, a.body)
 	}
 }
 
