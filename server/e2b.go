@@ -109,6 +109,7 @@ func (s *Server) e2bCreate(w http.ResponseWriter, r *http.Request) {
 	s.e2b.sandboxes[sb.id] = sb
 	s.e2b.mu.Unlock()
 	s.e2bWatch(sb, sess)
+	w.Header().Set(SessionHeader, sb.id)
 	writeJSON(w, http.StatusCreated, map[string]any{"sandboxID": sb.id, "templateID": sb.template, "clientID": "sandboxd",
 		"envdVersion": e2bEnvdVersion, "envdAccessToken": sb.token, "trafficAccessToken": sb.token})
 }

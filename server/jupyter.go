@@ -142,6 +142,7 @@ func (s *Server) startKernel(w http.ResponseWriter, r *http.Request) {
 	kid := uuid.NewString()
 	s.kernels.bind(kid, sess)
 	w.Header().Set("Location", "/api/kernels/"+kid)
+	w.Header().Set(SessionHeader, kid)
 	writeJSON(w, http.StatusCreated, s.kernelModel(kid, sess))
 }
 

@@ -117,6 +117,7 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 		s.sessionFail(w, err)
 		return
 	}
+	w.Header().Set(SessionHeader, sess.ID())
 	writeJSON(w, http.StatusCreated, toSession(sess.Info()))
 }
 
