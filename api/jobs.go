@@ -26,6 +26,7 @@ type Job struct {
 	Started    *time.Time   `json:"started,omitempty"`
 	Finished   *time.Time   `json:"finished,omitempty"`
 	Runs       int          `json:"runs"`
+	Node       string       `json:"node,omitempty"` // the daemon that ran it last ([cluster] node; shared queue only)
 	Retry      bool         `json:"retry,omitempty"`
 	LostReason string       `json:"lost_reason,omitempty"`
 	Callback   *JobCallback `json:"callback,omitempty"`

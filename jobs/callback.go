@@ -83,7 +83,7 @@ func (m *Manager) deliver(id string) {
 	cl := m.client()
 	defer cl.CloseIdleConnections()
 	for {
-		rec, err := m.store.get(id)
+		rec, err := m.be.get(id)
 		if err != nil || rec.Callback == nil || rec.Callback.State != CallbackPending {
 			return
 		}
@@ -96,7 +96,7 @@ func (m *Manager) deliver(id string) {
 		case attempts >= m.opts.CallbackAttempts:
 			state = CallbackFailed
 		}
-		if _, serr := m.store.update(id, func(r *Record) {
+		if _, serr := m.be.update(id, func(r *Record) {
 			if r.Callback == nil {
 				return
 			}

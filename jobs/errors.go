@@ -15,3 +15,6 @@ var (
 	// an idempotency key that is too long).
 	ErrBadRequest = errors.New("request refused")
 )
+
+// ErrUnavailable: the shared job queue (NATS JetStream) cannot be reached; retry later.
+var ErrUnavailable = errors.New("the shared job queue is unavailable")

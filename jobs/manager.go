@@ -5,6 +5,10 @@
 // reported lost, or run again if it was submitted with Retry. A finished job's result
 // can be POSTed to a callback URL. The HTTP fronts (/v1/jobs, and the Judge0 and Piston
 // fronts) sit on its Go API; only they map its errors to statuses.
+//
+// With Options.Cluster set, the store and the queue are NATS JetStream's instead
+// (jetstream.go), shared by every daemon pointed at the same streams: a job submitted
+// to any of them runs on one with a free slot, and its record is read from any.
 package jobs
 
 import (
@@ -40,7 +44,7 @@ type Observer interface {
 
 // Options configure a Manager. Zero fields take the defaults named.
 type Options struct {
-	Dir    string // holds the store, jobs.db (required)
+	Dir    string // holds the store, jobs.db (required without Cluster)
 	Engine Engine // required
 	// Slots is how many async jobs are handed to the engine at once (the engine's
 	// max_jobs; default 4). The rest wait in the manager's queue.
@@ -68,6 +72,9 @@ type Options struct {
 	Callbacks map[string]CallbackEncoder
 	// Draining, if set, refuses new jobs while it says true (the admin's drain).
 	Draining func() bool
+	// Cluster, if set, keeps jobs in NATS JetStream, shared with other daemons, instead
+	// of the store under Dir.
+	Cluster  *ClusterOptions
 	Observer Observer
 	Logger   *slog.Logger
 }
@@ -125,41 +132,34 @@ const MaxIdempotencyKey = 255
 
 // Manager runs async jobs. Create it with New; Close it last.
 type Manager struct {
-	opts  Options
-	store *store
-	log   *slog.Logger
+	opts Options
+	be   backend
+	log  *slog.Logger
 
 	mu      sync.Mutex
-	cond    *sync.Cond // workers wait on it for queued jobs
-	queue   []*pending // FIFO of queued jobs
-	live    map[string]*live
+	live    map[string]*live // jobs this node has that are not finished
 	closing bool
-	count   int   // records in the store
-	bytes   int64 // bytes of stored results
 
 	workers   sync.WaitGroup
 	callbacks sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
-	pruneMu   sync.Mutex         // one retention pass at a time, so the counts stay right
 	stop      context.CancelFunc // ends callback deliveries and the pruner
 	ctx       context.Context
 }
 
-// pending is a queued job: its request, in memory.
-type pending struct {
-	id  string
-	req sandbox.Request
+// live is a job that is not finished, in this run of the manager: queued here (the
+// local backend) or running here.
+type live struct {
+	done    chan struct{} // closed once its final record is stored
+	events  *EventLog
+	cancel  context.CancelFunc // set once it runs
+	running bool
+	stop    bool // Cancel came
+	once    sync.Once
 }
 
-// live is a job that is not finished, in this run of the manager.
-type live struct {
-	done   chan struct{} // closed once its final record is stored
-	events *EventLog
-	cancel context.CancelFunc // set once it runs
-	stop   bool               // Cancel came
-	once   sync.Once
-}
+func newLive() *live { return &live{done: make(chan struct{}), events: NewEventLog()} }
 
 // end wakes the job's waiters and readers, once.
 func (l *live) end() {
@@ -171,31 +171,44 @@ func (l *live) end() {
 
 // New opens (or creates) the store in opts.Dir, deals with the jobs a previous run left
 // unfinished (lost, or queued again when marked Retry), resumes pending callbacks, and
-// starts feeding the engine.
+// starts feeding the engine. With opts.Cluster it connects to JetStream instead, where
+// a job left unfinished by a node that stopped is found again when it is redelivered.
 func New(opts Options) (*Manager, error) {
 	opts.setDefaults()
-	if opts.Engine == nil || opts.Dir == "" {
-		return nil, errors.New("jobs: Engine and Dir are required")
-	}
-	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("job store: %w", err)
-	}
-	st, err := openStore(filepath.Join(opts.Dir, "jobs.db"))
-	if err != nil {
-		return nil, err
+	if opts.Engine == nil || (opts.Dir == "" && opts.Cluster == nil) {
+		return nil, errors.New("jobs: Engine and Dir (or Cluster) are required")
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	m := &Manager{opts: opts, store: st, log: opts.Logger, live: map[string]*live{}, stop: stop, ctx: ctx}
-	m.cond = sync.NewCond(&m.mu)
-	if m.count, m.bytes, err = st.stats(); err != nil {
-		st.close()
-		return nil, err
+	m := &Manager{opts: opts, log: opts.Logger, live: map[string]*live{}, stop: stop, ctx: ctx}
+	if opts.Cluster != nil {
+		be, err := openJetStream(*opts.Cluster, &m.opts)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		m.be = be
+	} else {
+		if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+			stop()
+			return nil, fmt.Errorf("job store: %w", err)
+		}
+		st, err := openStore(filepath.Join(opts.Dir, "jobs.db"))
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		lb, err := newLocalBackend(st, &m.opts)
+		if err == nil {
+			err = m.recover(lb)
+		}
+		if err != nil {
+			st.close()
+			stop()
+			return nil, err
+		}
+		m.be = lb
+		lb.prune()
 	}
-	if err := m.recover(); err != nil {
-		st.close()
-		return nil, err
-	}
-	m.prune()
 	for range opts.Slots {
 		m.workers.Add(1)
 		go m.worker()
@@ -205,12 +218,12 @@ func New(opts Options) (*Manager, error) {
 	return m, nil
 }
 
-// recover settles what a previous run left: unfinished jobs become lost or, marked
-// Retry with runs to spare and their request stored, queued again; callbacks still
-// pending are delivered again.
-func (m *Manager) recover() error {
+// recover settles what a previous run left in the local store: unfinished jobs become
+// lost or, marked Retry with runs to spare and their request stored, queued again;
+// callbacks still pending are delivered again.
+func (m *Manager) recover(lb *localBackend) error {
 	var unfinished, pendingCB []Record
-	if err := m.store.all(func(r Record) {
+	if err := lb.store.all(func(r Record) {
 		if !r.State.Final() {
 			unfinished = append(unfinished, r)
 		} else if r.Callback != nil && r.Callback.State == CallbackPending {
@@ -221,14 +234,14 @@ func (m *Manager) recover() error {
 	}
 	for _, r := range unfinished {
 		if r.Retry && r.Runs < m.opts.MaxRuns {
-			req, err := m.store.request(r.ID)
+			req, err := lb.store.request(r.ID)
 			if err == nil && req != nil {
-				rec, err := m.store.update(r.ID, func(r *Record) { r.State = StateQueued })
+				rec, err := lb.store.update(r.ID, func(r *Record) { r.State = StateQueued })
 				if err != nil {
 					return err
 				}
-				m.live[r.ID] = &live{done: make(chan struct{}), events: NewEventLog()}
-				m.queue = append(m.queue, &pending{id: r.ID, req: req.request(r.ID)})
+				m.live[r.ID] = newLive()
+				lb.push(&task{id: r.ID, req: req.request(r.ID)})
 				m.log.Info("async job queued again after a restart", "job", rec.ID, "runs", rec.Runs)
 				m.observe("retried")
 				continue
@@ -239,7 +252,7 @@ func (m *Manager) recover() error {
 			why = fmt.Sprintf("the daemon stopped before the job finished, %d times", r.Runs)
 		}
 		r.State, r.Finished, r.LostReason = StateLost, time.Now(), why
-		if _, err := m.store.finish(&r, nil); err != nil {
+		if _, err := lb.store.finish(&r, nil); err != nil {
 			return err
 		}
 		m.log.Warn("async job lost: the previous run did not finish it", "job", r.ID, "was", "unfinished")
@@ -270,7 +283,8 @@ func newID() string {
 // Submit checks req, stores it as a queued job and returns its record at once; created
 // is false when opts.IdempotencyKey named a job already kept (whose record it returns).
 // req.ID, if set, is the job's id. Errors: the engine's refusal of req (a
-// *sandbox.FieldError, ...), ErrBadCallback, ErrBadRequest, ErrQueueFull, ErrClosed.
+// *sandbox.FieldError, ...), ErrBadCallback, ErrBadRequest, ErrQueueFull, ErrClosed,
+// ErrUnavailable (the shared queue cannot be reached).
 func (m *Manager) Submit(ctx context.Context, req sandbox.Request, opts SubmitOptions) (rec Record, created bool, err error) {
 	if req.StdinStream != nil {
 		return rec, false, fmt.Errorf("%w: an async job cannot take an interactive stdin stream", ErrBadRequest)
@@ -300,79 +314,63 @@ func (m *Manager) Submit(ctx context.Context, req sandbox.Request, opts SubmitOp
 	if opts.CallbackURL != "" {
 		rec.Callback = &Callback{URL: opts.CallbackURL, Kind: opts.CallbackKind, State: CallbackPending}
 	}
-	var sreq *storedRequest
-	if opts.Retry {
-		s := storeRequest(req)
-		sreq = &s
-	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.closing {
+		m.mu.Unlock()
 		return Record{}, false, fmt.Errorf("%w: shutting down", ErrClosed)
 	}
-	if len(m.queue) >= m.opts.MaxQueue {
-		// An idempotent retry of a job already kept is answered even now.
-		if opts.IdempotencyKey != "" {
-			if old, err := m.findKey(opts.IdempotencyKey); err == nil {
-				return old, false, nil
-			}
+	// A job queued here is live here before a worker can take it, so Wait and
+	// Events find it; a shared queue's job is live where it runs.
+	var l *live
+	if _, dup := m.live[rec.ID]; !dup && !m.be.shared() {
+		l = newLive()
+		m.live[rec.ID] = l
+	}
+	m.mu.Unlock()
+	existing, err := m.be.create(&rec, req)
+	if err != nil || existing != nil {
+		if l != nil {
+			m.mu.Lock()
+			delete(m.live, rec.ID)
+			m.mu.Unlock()
 		}
-		return Record{}, false, fmt.Errorf("%w: %d jobs wait", ErrQueueFull, len(m.queue))
-	}
-	existing, err := m.store.create(&rec, sreq)
-	if err != nil {
-		return Record{}, false, err
-	}
-	if existing != nil {
+		if err != nil {
+			return Record{}, false, err
+		}
 		return *existing, false, nil
 	}
-	m.count++
-	m.live[rec.ID] = &live{done: make(chan struct{}), events: NewEventLog()}
-	m.queue = append(m.queue, &pending{id: rec.ID, req: req})
-	m.cond.Signal()
 	m.observe("submitted")
 	return rec, true, nil
 }
 
-func (m *Manager) findKey(key string) (Record, error) {
-	var found *Record
-	err := m.store.all(func(r Record) {
-		if found == nil && r.IdempotencyKey == key {
-			found = &r
-		}
-	})
-	if err != nil {
-		return Record{}, err
-	}
-	if found == nil {
-		return Record{}, ErrNotFound
-	}
-	return *found, nil
-}
-
 // Get returns a job's record, with its result when it is done, or ErrNotFound.
-func (m *Manager) Get(id string) (Record, error) { return m.store.get(id) }
+func (m *Manager) Get(id string) (Record, error) { return m.be.get(id) }
 
 // Wait returns a job's record once it is final, or when maxWait or ctx ends first
 // (then the record as it is; not an error).
 func (m *Manager) Wait(ctx context.Context, id string, maxWait time.Duration) (Record, error) {
+	if maxWait <= 0 {
+		return m.be.get(id)
+	}
 	m.mu.Lock()
 	l := m.live[id]
 	m.mu.Unlock()
-	if l != nil && maxWait > 0 {
-		t := time.NewTimer(maxWait)
-		defer t.Stop()
+	ctx, cancel := context.WithTimeout(ctx, maxWait)
+	defer cancel()
+	if l != nil {
 		select {
 		case <-l.done:
-		case <-t.C:
 		case <-ctx.Done():
 		}
+	} else {
+		m.be.await(ctx, id)
 	}
-	return m.store.get(id)
+	return m.be.get(id)
 }
 
-// Events returns the live event log of a job that is not finished, or nil for one that
-// is (its result is all there is); ErrNotFound for an unknown id.
+// Events returns the live event log of a job that is not finished and runs (or waits)
+// on this node, or nil for one that is finished or elsewhere (its result is all there
+// is); ErrNotFound for an unknown id.
 func (m *Manager) Events(id string) (*EventLog, error) {
 	m.mu.Lock()
 	l := m.live[id]
@@ -380,25 +378,22 @@ func (m *Manager) Events(id string) (*EventLog, error) {
 	if l != nil {
 		return l.events, nil
 	}
-	if _, err := m.store.get(id); err != nil {
+	if _, err := m.be.get(id); err != nil {
 		return nil, err
 	}
 	return nil, nil
 }
 
 // Cancel stops a job: a queued one never runs (it is done, status cancelled); a
-// running one is killed and its result says cancelled. A finished job is left as it
-// is. It returns the job's record, final unless a running job took over 2 s to end.
+// running one is killed and its result says cancelled, on whichever node runs it. A
+// finished job is left as it is. It returns the job's record, final unless a running
+// job took over 2 s to end.
 func (m *Manager) Cancel(id string) (Record, error) {
-	m.mu.Lock()
-	for i, p := range m.queue {
-		if p.id == id {
-			m.queue = append(m.queue[:i], m.queue[i+1:]...)
-			m.mu.Unlock()
-			res := &sandbox.Result{ID: id, Status: sandbox.StatusCancelled, Outcome: sandbox.Outcome{ExitCode: -1}}
-			return m.finish(id, res, "cancelled")
-		}
+	cancelled := &sandbox.Result{ID: id, Status: sandbox.StatusCancelled, Outcome: sandbox.Outcome{ExitCode: -1}}
+	if m.be.unqueue(id) {
+		return m.finish(nil, id, cancelled, "cancelled")
 	}
+	m.mu.Lock()
 	l := m.live[id]
 	if l != nil {
 		l.stop = true
@@ -413,8 +408,28 @@ func (m *Manager) Cancel(id string) (Record, error) {
 		case <-l.done:
 		case <-time.After(2 * time.Second):
 		}
+		return m.be.get(id)
 	}
-	return m.store.get(id)
+	if !m.be.shared() {
+		return m.be.get(id)
+	}
+	rec, err := m.be.get(id)
+	if err != nil || rec.State.Final() {
+		return rec, err
+	}
+	if rec.State == StateQueued {
+		rec, err := m.finish(nil, id, cancelled, "cancelled")
+		if !errors.Is(err, errNotQueued) {
+			return rec, err
+		}
+	}
+	if err := m.be.stopRemote(id); err != nil {
+		return Record{}, err
+	}
+	ctx, stop := context.WithTimeout(context.Background(), 2*time.Second)
+	defer stop()
+	m.be.await(ctx, id)
+	return m.be.get(id)
 }
 
 // List pages through the jobs in submission order: up to limit (1 to 1000; default
@@ -425,7 +440,7 @@ func (m *Manager) List(state State, limit int, after string) (recs []Record, nex
 		limit = 100
 	}
 	limit = min(limit, 1000)
-	recs, more, err := m.store.list(state, limit, after)
+	recs, more, err := m.be.list(state, limit, after)
 	if err != nil {
 		return nil, "", err
 	}
@@ -435,51 +450,65 @@ func (m *Manager) List(state State, limit int, after string) (recs []Record, nex
 	return recs, next, nil
 }
 
-// Load is how many async jobs are queued and running now.
+// Load is how many async jobs are queued (in the whole queue, when it is shared) and
+// running on this node now.
 func (m *Manager) Load() (queued, running int) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.queue), len(m.live) - len(m.queue)
+	for _, l := range m.live {
+		if l.running {
+			running++
+		}
+	}
+	m.mu.Unlock()
+	return m.be.queued(), running
 }
 
-// worker hands queued jobs to the engine, one at a time.
+// worker hands queued jobs to the engine, one at a time: it takes a job only while it
+// is idle, which is what keeps a shared queue's jobs on nodes with a free slot.
 func (m *Manager) worker() {
 	defer m.workers.Done()
 	for {
-		m.mu.Lock()
-		for len(m.queue) == 0 && !m.closing {
-			m.cond.Wait()
-		}
-		if m.closing {
-			m.mu.Unlock()
+		t, ok := m.be.next()
+		if !ok {
 			return
 		}
-		p := m.queue[0]
-		m.queue = m.queue[1:]
-		l := m.live[p.id]
+		if t.lost != "" {
+			m.lose(t)
+			continue
+		}
+		m.mu.Lock()
+		l := m.live[t.id]
+		if l == nil {
+			l = newLive()
+			m.live[t.id] = l
+		}
 		ctx, cancel := context.WithCancel(m.ctx) // the manager's, not a client's
-		l.cancel = cancel
+		l.cancel, l.running = cancel, true
 		stop := l.stop
 		m.mu.Unlock()
 		if stop {
 			cancel()
 		}
-		m.run(ctx, p, l)
+		if t.stop != nil {
+			go func() {
+				select {
+				case <-t.stop:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+		}
+		stored := m.run(ctx, t, l)
 		cancel()
+		if t.end != nil {
+			t.end(stored)
+		}
 	}
 }
 
-// run hands one job to the engine and stores how it ended.
-func (m *Manager) run(ctx context.Context, p *pending, l *live) {
-	_, err := m.store.update(p.id, func(r *Record) {
-		r.State, r.Started = StateRunning, time.Now().UTC()
-		r.Runs++
-	})
-	if err != nil {
-		m.log.Error("async job: store", "job", p.id, "err", err)
-		return
-	}
-	req := p.req
+// run hands one job to the engine and stores how it ended; it says whether it did.
+func (m *Manager) run(ctx context.Context, t *task, l *live) bool {
+	req := t.req
 	front := req.Events
 	req.Events = func(ev sandbox.Event) {
 		l.events.Add(ev)
@@ -488,6 +517,7 @@ func (m *Manager) run(ctx context.Context, p *pending, l *live) {
 		}
 	}
 	var job *sandbox.Job
+	var err error
 	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
 		job, err = m.opts.Engine.Submit(ctx, req)
 		if !errors.Is(err, sandbox.ErrBusy) {
@@ -507,42 +537,48 @@ func (m *Manager) run(ctx context.Context, p *pending, l *live) {
 		res, err = job.Wait(context.Background())
 	case errors.Is(err, sandbox.ErrClosed):
 		// Shutting down: the job stays unfinished in the store, so the next start
-		// reports it lost or runs it again.
-		m.log.Warn("async job not run: the engine is closing", "job", p.id)
-		l.events.Close()
-		return
+		// reports it lost or runs it again (a shared queue hands it to another node).
+		m.log.Warn("async job not run: the engine is closing", "job", t.id)
+		if m.be.shared() {
+			m.mu.Lock()
+			delete(m.live, t.id)
+			m.mu.Unlock()
+			l.end()
+		} else {
+			l.events.Close()
+		}
+		return false
 	}
 	if err != nil {
-		res = &sandbox.Result{ID: p.id, Status: sandbox.StatusInternalError, Outcome: sandbox.Outcome{ExitCode: -1}}
+		res = &sandbox.Result{ID: t.id, Status: sandbox.StatusInternalError, Outcome: sandbox.Outcome{ExitCode: -1}}
 		if ctx.Err() != nil {
 			res.Status = sandbox.StatusCancelled
 		} else {
 			res.Error = err.Error() // "the job did not start: <why>" (GPUs it could not have)
-			m.log.Warn("async job did not start", "job", p.id, "err", err)
+			m.log.Warn("async job did not start", "job", t.id, "err", err)
 		}
 	}
 	event := "done"
 	if res.Status == sandbox.StatusCancelled {
 		event = "cancelled"
 	}
-	if _, err := m.finish(p.id, res, event); err != nil {
-		m.log.Error("async job: store result", "job", p.id, "err", err)
+	_, err = m.finish(t, t.id, res, event)
+	if err != nil && !errors.Is(err, errSuperseded) {
+		m.log.Error("async job: store result", "job", t.id, "err", err)
+		return false
 	}
+	return true
 }
 
 // finish stores a job's result as done, wakes its waiters, starts its callback and
-// applies retention.
-func (m *Manager) finish(id string, res *sandbox.Result, event string) (Record, error) {
-	var rec Record
+// applies retention. t is the run that ended, nil for a job cancelled while queued.
+func (m *Manager) finish(t *task, id string, res *sandbox.Result, event string) (Record, error) {
 	sr := storeResult(res)
-	rec, err := m.store.get(id)
-	if err == nil {
-		rec.State, rec.Finished, rec.Result = StateDone, time.Now().UTC(), nil
-		var n int
-		n, err = m.store.finish(&rec, &sr)
-		m.mu.Lock()
-		m.bytes += int64(n)
-		m.mu.Unlock()
+	rec, _, err := m.be.finish(t, id, func(r *Record) {
+		r.State, r.Finished, r.Result = StateDone, time.Now().UTC(), nil
+	}, &sr)
+	if errors.Is(err, errNotQueued) {
+		return rec, err
 	}
 	rec.Result = res
 	m.mu.Lock()
@@ -551,6 +587,10 @@ func (m *Manager) finish(id string, res *sandbox.Result, event string) (Record, 
 	m.mu.Unlock()
 	if l != nil {
 		l.end()
+	}
+	if errors.Is(err, errSuperseded) {
+		m.log.Warn("async job: another run's result was stored first; this one is dropped", "job", id)
+		return rec, err
 	}
 	if err != nil {
 		return rec, err
@@ -561,29 +601,31 @@ func (m *Manager) finish(id string, res *sandbox.Result, event string) (Record, 
 		m.callbacks.Add(1)
 		go m.deliver(id)
 	}
-	m.prune()
+	m.be.prune()
 	return rec, nil
 }
 
-// prune applies retention.
-func (m *Manager) prune() {
-	m.pruneMu.Lock()
-	defer m.pruneMu.Unlock()
-	m.mu.Lock()
-	count, bytes := m.count, m.bytes
-	m.mu.Unlock()
-	cutoff := time.Now().Add(-m.opts.Retention)
-	n, freed, err := m.store.prune(cutoff, count, m.opts.RetentionCount, bytes, m.opts.MaxStoreBytes)
+// lose stores a job of a shared queue lost: its node stopped while it ran, and it may
+// not run again.
+func (m *Manager) lose(t *task) {
+	rec, _, err := m.be.finish(t, t.id, func(r *Record) {
+		r.State, r.Finished, r.LostReason = StateLost, time.Now().UTC(), t.lost
+	}, nil)
+	stored := err == nil || errors.Is(err, errSuperseded)
+	if t.end != nil {
+		t.end(stored)
+	}
 	if err != nil {
-		m.log.Error("job store: retention", "err", err)
+		if !errors.Is(err, errSuperseded) {
+			m.log.Error("async job: store lost", "job", t.id, "err", err)
+		}
 		return
 	}
-	if n > 0 {
-		m.mu.Lock()
-		m.count -= n
-		m.bytes -= freed
-		m.mu.Unlock()
-		m.log.Debug("job store: dropped old jobs", "jobs", n, "bytes", freed)
+	m.log.Warn("async job lost: its node stopped before the job finished", "job", t.id, "runs", rec.Runs)
+	m.observe("lost")
+	if rec.Callback != nil && rec.Callback.State == CallbackPending {
+		m.callbacks.Add(1)
+		go m.deliver(t.id)
 	}
 }
 
@@ -597,19 +639,20 @@ func (m *Manager) pruner() {
 		case <-m.ctx.Done():
 			return
 		case <-t.C:
-			m.prune()
+			m.be.prune()
 		}
 	}
 }
 
 // Drain stops handing queued jobs to the engine and refuses new ones; jobs already
 // running go on. The queued ones stay queued in the store: the next start reports
-// them lost, or runs them if they were submitted with Retry.
+// them lost, or runs them if they were submitted with Retry (a shared queue keeps them
+// for the other nodes).
 func (m *Manager) Drain() {
 	m.mu.Lock()
 	m.closing = true
-	m.cond.Broadcast()
 	m.mu.Unlock()
+	m.be.drain()
 }
 
 // Close drains, waits for running jobs to be stored (until ctx ends: the daemon kills
@@ -634,7 +677,7 @@ func (m *Manager) Close(ctx context.Context) error {
 			l.end()
 		}
 		m.mu.Unlock()
-		m.closeErr = errors.Join(err, m.store.close())
+		m.closeErr = errors.Join(err, m.be.close())
 	})
 	return m.closeErr
 }

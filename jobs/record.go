@@ -67,6 +67,8 @@ type Record struct {
 	// Runs counts the times the job was handed to the engine (more than one: it was
 	// re-run after a restart).
 	Runs int `json:"runs"`
+	// Node is the daemon that ran the job last, on a shared queue (ClusterOptions.Node).
+	Node string `json:"node,omitempty"`
 	// LostReason says why a lost job was lost.
 	LostReason string `json:"lost_reason,omitempty"`
 	Seq        uint64 `json:"seq"` // submission order, for listing and retention

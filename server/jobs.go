@@ -70,7 +70,7 @@ func metaB64(raw json.RawMessage) bool {
 // JobView is a record as GET /v1/jobs/{id} shows it (and callbacks POST it).
 func JobView(rec jobs.Record) api.Job {
 	out := api.Job{ID: rec.ID, State: string(rec.State), Submitted: rec.Submitted, Runs: rec.Runs, Retry: rec.Retry,
-		LostReason: rec.LostReason}
+		LostReason: rec.LostReason, Node: rec.Node}
 	if !rec.Started.IsZero() {
 		t := rec.Started
 		out.Started = &t
@@ -108,6 +108,8 @@ func (j *Jobs) jobError(err error, prefix string) error {
 		return &apiError{status: http.StatusNotFound, message: "no such job"}
 	case errors.Is(err, jobs.ErrQueueFull):
 		return &apiError{status: http.StatusTooManyRequests, message: "the async job queue is full; retry shortly"}
+	case errors.Is(err, jobs.ErrUnavailable):
+		return &apiError{status: http.StatusServiceUnavailable, message: "the shared job queue is unreachable; retry shortly"}
 	case errors.Is(err, jobs.ErrClosed):
 		return &apiError{status: http.StatusServiceUnavailable, message: "the daemon is not taking new jobs (draining or shutting down); retry shortly"}
 	case errors.Is(err, jobs.ErrBadCallback):

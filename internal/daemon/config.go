@@ -68,6 +68,8 @@ type Config struct {
 	JobRetentionCount int      `toml:"job_retention_count"`
 	JobStoreMax       Size     `toml:"job_store_max"`
 	CallbacksOffHost  bool     `toml:"callbacks_off_host"`
+	// Cluster shares async jobs with other daemons through NATS JetStream (cluster.go).
+	Cluster ClusterConfig `toml:"cluster"`
 
 	APITokenFile   string `toml:"api_token_file"`   // bearer token for TCP clients; "" = none
 	AdminTokenFile string `toml:"admin_token_file"` // bearer token for /v1/admin on TCP; "" = socket only
@@ -126,6 +128,7 @@ func Default() Config {
 		JobRetention:      Duration(24 * time.Hour),
 		JobRetentionCount: 10000,
 		JobStoreMax:       1 << 30,
+		Cluster:           defaultCluster(),
 		SessionMax:        8,
 		SessionTTL:        Duration(10 * time.Minute),
 		SessionLifetime:   Duration(time.Hour),
@@ -318,6 +321,7 @@ func (c *Config) Validate() error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		bad("log_level", "%v", err)
 	}
+	c.Cluster.validate(bad)
 	errs = append(errs, c.validateLimits()...)
 	return errors.Join(errs...)
 }

@@ -161,7 +161,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Dir: cfg.JobsDir(), Engine: engine, Slots: cfg.MaxJobs, MaxQueue: cfg.MaxAsyncQueue,
 		Retention: time.Duration(cfg.JobRetention), RetentionCount: cfg.JobRetentionCount, MaxStoreBytes: int64(cfg.JobStoreMax),
 		CallbacksOffHost: cfg.CallbacksOffHost, Callbacks: map[string]jobs.CallbackEncoder{"": server.JobCallback, judge0.CallbackKind: judge0.Callback},
-		Draining: gate.Draining, Observer: metrics, Logger: d.log,
+		Draining: gate.Draining, Cluster: cfg.Cluster.options(), Observer: metrics, Logger: d.log,
 	})
 	if err != nil {
 		return err
