@@ -135,7 +135,9 @@ func (b *localBackend) findKey(key string) (Record, error) {
 	return *found, nil
 }
 
-func (b *localBackend) update(id string, f func(*Record)) (Record, error) { return b.store.update(id, f) }
+func (b *localBackend) update(id string, f func(*Record)) (Record, error) {
+	return b.store.update(id, f)
+}
 
 func (b *localBackend) finish(_ *task, id string, final func(*Record), res *storedResult) (Record, int, error) {
 	rec, err := b.store.get(id)

@@ -97,4 +97,3 @@ func (c *ClusterConfig) options() *jobs.ClusterOptions {
 	return &jobs.ClusterOptions{URL: c.NATSURL, Node: c.Node, Stream: c.Stream, Bucket: c.Bucket,
 		CredsFile: c.CredsFile, AckWait: time.Duration(c.AckWait), Replicas: c.Replicas}
 }
-
