@@ -387,13 +387,15 @@ func (b *jsBackend) arm(t *task, msg jetstream.Msg, rev uint64, run bool) {
 		}
 	}()
 	var w jetstream.KeyWatcher
+	unwatch := func() {}
 	if run {
 		stop := make(chan struct{})
 		t.stop = stop
-		ctx, cancel := opCtx()
+		// The watch lives as long as its context: until the run ends.
+		ctx, cancel := context.WithCancel(context.Background())
 		var err error
 		w, err = b.kv.Watch(ctx, cancelKey(t.id), jetstream.IgnoreDeletes())
-		cancel()
+		unwatch = cancel
 		if err != nil {
 			b.log.Warn("shared job queue: cannot watch for cancels; the job runs to its end", "job", t.id, "err", err)
 		} else {
@@ -412,6 +414,7 @@ func (b *jsBackend) arm(t *task, msg jetstream.Msg, rev uint64, run bool) {
 		if w != nil {
 			_ = w.Stop()
 		}
+		unwatch()
 		if stored {
 			_ = msg.Ack()
 			return

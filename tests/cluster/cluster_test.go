@@ -444,6 +444,66 @@ ack_wait = "3s"
 	for _, left := range leftovers(t, victim) {
 		t.Errorf("left on the restarted %s: %s", victim.name, left)
 	}
+
+	// The queue is bounded cluster-wide (max_async_queue, jobs waiting or running): the
+	// next job gets 429. An Idempotency-Key names one job whichever node is asked.
+	var held []string
+	for len(held) <= 64 {
+		r := send(c, "POST", lb+"/v1/jobs", `{"code": "import time\ntime.sleep(60)"}`)
+		if r.code == http.StatusTooManyRequests {
+			if _, ok := r.body["error"]; !ok {
+				t.Errorf("429 without a JSON error: %v", r.body)
+			}
+			break
+		}
+		id, _ := r.body["id"].(string)
+		if r.code != 202 || id == "" {
+			t.Fatalf("submit to fill the queue: %v %d %v", r.err, r.code, r.body)
+		}
+		held = append(held, id)
+	}
+	if len(held) != 64 {
+		t.Errorf("the queue took %d jobs, want max_async_queue = 64", len(held))
+	}
+	// Cancel each from a node chosen in turn: a queued one is done at once, a running
+	// one is killed on whichever node runs it.
+	for i, id := range held {
+		n := nodes[i%3]
+		r := send(c, "DELETE", n.url()+"/v1/jobs/"+id, "")
+		if r.code != 200 {
+			t.Fatalf("cancel %s on %s: %v %d %v", id, n.name, r.err, r.code, r.body)
+		}
+		rec := final(nodes[(i+1)%3], &asyncJob{id: id})
+		res, _ := rec["result"].(map[string]any)
+		if rec["state"] != "done" || res["status"] != "cancelled" {
+			t.Errorf("job %s cancelled on %s (it ran on %v) reads %v", id, n.name, rec["node"], rec)
+		}
+	}
+	key := fmt.Sprintf("cluster-%d", time.Now().UnixNano())
+	var ids []string
+	for _, n := range nodes {
+		req, _ := http.NewRequest("POST", n.url()+"/v1/jobs", strings.NewReader(`{"code": "print(5)"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		id, _ := v["id"].(string)
+		ids = append(ids, id)
+	}
+	if ids[0] == "" || ids[0] != ids[1] || ids[1] != ids[2] {
+		t.Errorf("one Idempotency-Key on three nodes made jobs %v", ids)
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, n := range nodes {
+		for _, left := range leftovers(t, n) {
+			t.Errorf("left on %s after the cancels: %s", n.name, left)
+		}
+	}
 }
 
 // leftovers lists what jobs of n left: containers and job dirs under its run dir,
