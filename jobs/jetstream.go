@@ -40,6 +40,7 @@ const (
 	opTimeout   = 5 * time.Second
 	fetchWait   = 2 * time.Second
 	maxCASTries = 5
+	finishRetry = time.Minute
 )
 
 // jsBackend keeps jobs in JetStream. Submitting a job writes its record to the bucket
@@ -124,6 +125,9 @@ func openJetStream(co ClusterOptions, o *Options) (*jsBackend, error) {
 	log := o.Logger.With("nats", co.URL)
 	nopts := []nats.Option{nats.Name("sandboxd " + co.Node), nats.Timeout(opTimeout),
 		nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
+		// No buffering while disconnected: a write that timed out must not land later
+		// (a record with no queued message), so writes fail at once instead.
+		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", "err", err) }),
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info("NATS reconnected") })}
 	if co.CredsFile != "" {
@@ -575,9 +579,17 @@ func (b *jsBackend) finish(t *task, id string, final func(*Record), res *storedR
 	if err != nil {
 		return v.Record, 0, err
 	}
-	ctx, cancel := opCtx()
-	defer cancel()
-	_, err = b.kv.Update(ctx, jobKey(id), data, rev)
+	// A run's result is worth waiting for while NATS is away (its slot stays taken,
+	// its message renewed); past finishRetry the redelivered job is another node's.
+	for wait := time.Now().Add(finishRetry); ; time.Sleep(time.Second) {
+		ctx, cancel := opCtx()
+		_, err = b.kv.Update(ctx, jobKey(id), data, rev)
+		cancel()
+		if t == nil || err == nil || errors.Is(err, jetstream.ErrKeyRevisionMismatch) || time.Now().After(wait) || b.nc.IsClosed() {
+			break
+		}
+		b.logDown("store the result of job "+id, err)
+	}
 	switch {
 	case errors.Is(err, jetstream.ErrKeyRevisionMismatch) && t == nil:
 		return v.Record, 0, errNotQueued

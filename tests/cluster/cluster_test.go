@@ -504,6 +504,35 @@ ack_wait = "3s"
 			t.Errorf("left on %s after the cancels: %s", n.name, left)
 		}
 	}
+
+	// NATS away: async submissions get 503 (not a hang, not a 500), sync jobs go on;
+	// NATS back (its JetStream store kept), the nodes reconnect and take jobs again.
+	nats.stop()
+	start := time.Now()
+	r = send(c, "POST", nodes[1].url()+"/v1/jobs", `{"code": "print(1)"}`)
+	if r.code != http.StatusServiceUnavailable || r.body["error"] == nil {
+		t.Errorf("async job with NATS down: %v %d %v, want a 503 JSON error", r.err, r.code, r.body)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the 503 took %s", took)
+	}
+	if r := send(c, "POST", nodes[1].url()+"/v1/execute", `{"code": "print(3)"}`); r.code != 200 || r.body["stdout"] != "3\n" {
+		t.Errorf("sync job with NATS down: %v %d %v", r.err, r.code, r.body)
+	}
+	nats = startProc(t, "nats-server", filepath.Join(dir, "nats.log"), exec.Command(natsBin, "-c", natsConf))
+	t.Cleanup(nats.stop)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		r := send(c, "POST", nodes[1].url()+"/v1/jobs", `{"code": "print(8)"}`)
+		if r.code == 202 {
+			if rec := final(nodes[2], &asyncJob{id: r.body["id"].(string)}); rec["state"] != "done" {
+				t.Errorf("async job after NATS came back: %v", rec)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no async job taken 20 s after NATS came back: %v %d %v", r.err, r.code, r.body)
+		}
+	}
 }
 
 // leftovers lists what jobs of n left: containers and job dirs under its run dir,
