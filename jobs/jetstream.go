@@ -142,6 +142,8 @@ func openJetStream(co ClusterOptions, o *Options) (*jsBackend, error) {
 		nc.Close()
 		return nil, err
 	}
+	log.Info("async jobs on the shared queue", "node", co.Node, "stream", co.Stream, "bucket", co.Bucket,
+		"ack_wait", co.AckWait, "max_queue", o.MaxQueue)
 	return b, nil
 }
 

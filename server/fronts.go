@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/sandboxd/sandboxd/gpu"
+	"github.com/sandboxd/sandboxd/jobs"
 	"github.com/sandboxd/sandboxd/sandbox"
 )
 
@@ -24,8 +25,10 @@ func RunError(err error) (status int, field, message string) {
 		return http.StatusBadRequest, "gpus", err.Error()
 	case errors.Is(err, sandbox.ErrBusy):
 		return http.StatusTooManyRequests, "", "all job slots and queue places are taken; retry shortly"
-	case errors.Is(err, sandbox.ErrClosed):
+	case errors.Is(err, sandbox.ErrClosed), errors.Is(err, jobs.ErrClosed):
 		return http.StatusServiceUnavailable, "", "the daemon is not taking new jobs (draining or shutting down); retry shortly"
+	case errors.Is(err, jobs.ErrUnavailable):
+		return http.StatusServiceUnavailable, "", "the shared job queue is unreachable; retry shortly"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, "", "request ended while waiting for a job slot"
 	}

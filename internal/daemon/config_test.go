@@ -153,6 +153,18 @@ func TestValidate(t *testing.T) {
 		{"default under the floor", func(c *Config) { c.Limits.Default.Pids = 1 }, "limits.default.pids"},
 		{"zero max", func(c *Config) { c.Limits.Max.Timeout = 0 }, "limits.max.timeout: must be positive"},
 		{"state dir made absolute", func(c *Config) { c.StateDir = "rel" }, ""},
+		{"cluster", func(c *Config) { c.Cluster.NATSURL, c.Cluster.Node = "nats://127.0.0.1:4222,nats://10.0.0.2:4222", "n1" }, ""},
+		{"cluster node defaults to the host name", func(c *Config) { c.Cluster.NATSURL = "nats://127.0.0.1:4222" }, ""},
+		{"cluster URL scheme", func(c *Config) { c.Cluster.NATSURL = "http://127.0.0.1:4222" }, "cluster.nats_url: \"http://127.0.0.1:4222\": want nats://"},
+		{"cluster URL without host", func(c *Config) { c.Cluster.NATSURL = "nats://" }, "cluster.nats_url: \"nats://\" has no host"},
+		{"cluster URL with a password", func(c *Config) { c.Cluster.NATSURL = "nats://u:p@h:4222" }, "cluster.nats_url: \"nats://u:p@h:4222\" holds credentials"},
+		{"cluster node", func(c *Config) { c.Cluster.NATSURL, c.Cluster.Node = "nats://h:4222", "a b" }, "cluster.node: \"a b\""},
+		{"cluster stream", func(c *Config) { c.Cluster.NATSURL, c.Cluster.Stream = "nats://h:4222", "a.b" }, "cluster.stream: \"a.b\""},
+		{"cluster bucket", func(c *Config) { c.Cluster.NATSURL, c.Cluster.Bucket = "nats://h:4222", "" }, "cluster.bucket"},
+		{"cluster creds", func(c *Config) { c.Cluster.NATSURL, c.Cluster.CredsFile = "nats://h:4222", "/nonexistent.creds" }, "cluster.credentials_file: stat /nonexistent.creds"},
+		{"cluster ack wait", func(c *Config) { c.Cluster.NATSURL, c.Cluster.AckWait = "nats://h:4222", Duration(time.Millisecond) }, "cluster.ack_wait: must be from 1s to 10m, not 1ms"},
+		{"cluster replicas", func(c *Config) { c.Cluster.NATSURL, c.Cluster.Replicas = "nats://h:4222", 7 }, "cluster.replicas: must be from 1 to 5, not 7"},
+		{"cluster settings unchecked while off", func(c *Config) { c.Cluster.Replicas = 7 }, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
