@@ -153,7 +153,9 @@ func TestValidate(t *testing.T) {
 		{"default under the floor", func(c *Config) { c.Limits.Default.Pids = 1 }, "limits.default.pids"},
 		{"zero max", func(c *Config) { c.Limits.Max.Timeout = 0 }, "limits.max.timeout: must be positive"},
 		{"state dir made absolute", func(c *Config) { c.StateDir = "rel" }, ""},
-		{"cluster", func(c *Config) { c.Cluster.NATSURL, c.Cluster.Node = "nats://127.0.0.1:4222,nats://10.0.0.2:4222", "n1" }, ""},
+		{"cluster", func(c *Config) {
+			c.Cluster.NATSURL, c.Cluster.Node = "nats://127.0.0.1:4222,nats://10.0.0.2:4222", "n1"
+		}, ""},
 		{"cluster node defaults to the host name", func(c *Config) { c.Cluster.NATSURL = "nats://127.0.0.1:4222" }, ""},
 		{"cluster URL scheme", func(c *Config) { c.Cluster.NATSURL = "http://127.0.0.1:4222" }, "cluster.nats_url: \"http://127.0.0.1:4222\": want nats://"},
 		{"cluster URL without host", func(c *Config) { c.Cluster.NATSURL = "nats://" }, "cluster.nats_url: \"nats://\" has no host"},
