@@ -73,7 +73,7 @@ test-vm: build rootfs
 	exit $$rc
 
 bench: build rootfs
-	@scripts/deps.sh bubblewrap crun
+	@scripts/deps.sh bubblewrap crun nats-server
 	go build -o bin/sbxbench ./bench
 	bin/sbxbench -sandboxd bin/sandboxd -rootfs $(ROOTFS) -images $(IMAGES_DIR)
 

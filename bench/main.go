@@ -154,6 +154,14 @@ type row struct {
 
 func run() error {
 	flag.Parse()
+	if *clusterOnly {
+		return clusterTable()
+	}
+	defer func() { // after the other tables (the defers run last first)
+		if err := clusterTable(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: shared queue:", err)
+		}
+	}()
 	cold, err := startDaemon(0)
 	if err != nil {
 		return err
