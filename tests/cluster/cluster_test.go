@@ -505,6 +505,27 @@ ack_wait = "3s"
 		}
 	}
 
+	// The Judge0 front's async submissions sit on the same queue: submitted to one
+	// node, read on another.
+	r = send(c, "POST", nodes[0].url()+"/submissions?base64_encoded=false&wait=false", `{"source_code": "print(6 * 7)", "language_id": 71}`)
+	token, _ := r.body["token"].(string)
+	if r.code != 201 || token == "" {
+		t.Fatalf("Judge0 submission: %v %d %v", r.err, r.code, r.body)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		r := send(c, "GET", nodes[2].url()+"/submissions/"+token+"?base64_encoded=false", "")
+		st, _ := r.body["status"].(map[string]any)
+		if id, _ := st["id"].(float64); r.code == 200 && id > 2 {
+			if id != 3 || r.body["stdout"] != "42\n" {
+				t.Errorf("Judge0 submission read on node3: %v", r.body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Judge0 submission not done in 30 s: %v %d %v", r.err, r.code, r.body)
+		}
+	}
+
 	// NATS away: async submissions get 503 (not a hang, not a 500), sync jobs go on;
 	// NATS back (its JetStream store kept), the nodes reconnect and take jobs again.
 	nats.stop()
