@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -74,7 +75,9 @@ func TestJupyterServicesClient(t *testing.T) {
 		_, _ = e.DeleteSession(s.ID())
 	}
 	mods := npmPackages(t, "jupyterlab-services-7.6.6", jupyterServices, nodeWS)
-	ts := httptest.NewServer(server.New(e, server.Options{Sessions: e, Jupyter: e}))
+	// The server's errors go to the test's log: a 500 the client sees is explained there.
+	logs := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ts := httptest.NewServer(server.New(e, server.Options{Sessions: e, Jupyter: e, Logger: logs}))
 	t.Cleanup(ts.Close)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

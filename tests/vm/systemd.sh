@@ -55,6 +55,14 @@ cg=$(unitcg)
 [[ $(sed -n 's/^0:://p' "/proc/$(systemctl show -P MainPID sandboxd)/cgroup") == "${cg#/sys/fs/cgroup}/supervisor" ]] &&
   ok "daemon in $cg/supervisor" || fail "daemon not in the supervisor leaf of $cg"
 
+step "/readyz: ready once the pools have filled, under systemd and cgroup v2"
+for _ in $(seq 600); do
+  ready=$(curl -s --max-time 5 http://127.0.0.1:8000/readyz)
+  [[ $(jq -r .status <<<"$ready" 2>/dev/null) == ready ]] && break
+  sleep 0.1
+done
+[[ $(jq -r .status <<<"$ready" 2>/dev/null) == ready ]] && ok "/readyz on TCP without a token: $ready" || fail "/readyz never ready: $ready"
+
 step "the seeds' examples"
 want='{"output":"Hello, World!\n"}'
 req='{"task_type": "execute_code", "code": "print('"'"'Hello, World!'"'"')", "resources": {"cpu": "2", "gpu": "0", "ram": "512MB", "storage": "1GB"}}'
