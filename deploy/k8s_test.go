@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -243,6 +244,9 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	if args := strings.Join(nats.Spec.Template.Spec.Containers[0].Args, " "); !strings.Contains(args, "--jetstream") {
 		t.Errorf("NATS runs without JetStream: %s", args)
+	}
+	if u, err := url.Parse(cfg.Cluster.NATSURL); err != nil || u.Hostname() != "nats.sandboxd.svc" || u.Port() != "4222" {
+		t.Errorf("cluster.nats_url %q is not the nats Service's client port (nats.sandboxd.svc:4222)", cfg.Cluster.NATSURL)
 	}
 	natsServed := false
 	for _, s := range m.services {
