@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -242,8 +243,28 @@ func TestKubernetesManifests(t *testing.T) {
 	if nats == nil {
 		t.Fatal("no NATS StatefulSet")
 	}
-	if args := strings.Join(nats.Spec.Template.Spec.Containers[0].Args, " "); !strings.Contains(args, "--jetstream") {
-		t.Errorf("NATS runs without JetStream: %s", args)
+	natsConf := ""
+	for _, v := range nats.Spec.Template.Spec.Volumes {
+		if v.ConfigMap != nil && m.configMaps[v.ConfigMap.Name] != nil {
+			natsConf = m.configMaps[v.ConfigMap.Name].Data["nats.conf"]
+		}
+	}
+	if !strings.Contains(natsConf, "jetstream") || !strings.Contains(natsConf, "max_payload: 8MB") {
+		t.Errorf("NATS's config (from a ConfigMap) lacks JetStream or an 8MB max_payload:\n%s", natsConf)
+	}
+	// Debian's nats-server (installed for the cluster tests) checks the file itself.
+	if bin, err := exec.LookPath("nats-server"); err == nil {
+		conf := filepath.Join(t.TempDir(), "nats.conf")
+		os.WriteFile(conf, []byte(strings.ReplaceAll(natsConf, "/data", t.TempDir())), 0o644)
+		if out, err := exec.Command(bin, "-c", conf, "-t").CombinedOutput(); err != nil {
+			t.Errorf("nats-server -t on the ConfigMap's nats.conf: %v\n%s", err, out)
+		}
+	}
+	if args := strings.Join(nats.Spec.Template.Spec.Containers[0].Args, " "); !strings.Contains(args, "/etc/nats/nats.conf") {
+		t.Errorf("NATS does not load its config: %s", args)
+	}
+	if cfg.MaxBody > 8<<20 || 2*cfg.OutputLimit > 8<<20 {
+		t.Errorf("max_body %d or twice output_limit %d exceeds NATS's max_payload 8MB", cfg.MaxBody, 2*cfg.OutputLimit)
 	}
 	if u, err := url.Parse(cfg.Cluster.NATSURL); err != nil || u.Hostname() != "nats.sandboxd.svc" || u.Port() != "4222" {
 		t.Errorf("cluster.nats_url %q is not the nats Service's client port (nats.sandboxd.svc:4222)", cfg.Cluster.NATSURL)
