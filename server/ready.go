@@ -13,8 +13,8 @@ const SessionHeader = "Sandboxd-Session"
 
 // ReadyView is GET /readyz's answer. Status is "ready" (200), or why the node takes no
 // work now (503): "draining", "busy" (every slot and queue place taken), "warming" (the
-// warm pool has not filled once since start) or "unavailable" (a check failed, e.g. the
-// shared queue is unreachable).
+// warm pool has not filled once since start). The shared queue (NATS) is not checked on
+// purpose: while it is away sync jobs go on, and it is away for every node alike.
 type ReadyView struct {
 	Status   string `json:"status"`
 	Reason   string `json:"reason,omitempty"`
@@ -37,9 +37,6 @@ type Readiness struct {
 	// ready until they have been full once, so a fresh node does not take a burst cold.
 	// Later dips (the pool drains under load) do not take it out of rotation.
 	PoolTarget int
-	// Checks are further conditions, each returning why the node cannot take work.
-	Checks []func() error
-
 	warmed atomic.Bool
 }
 
@@ -71,12 +68,6 @@ func (rd *Readiness) check() ReadyView {
 		v.Status, v.Reason = "warming", fmt.Sprintf("warm pool %d of %d ready", v.PoolIdle, rd.PoolTarget)
 	default:
 		v.Status = "ready"
-		for _, c := range rd.Checks {
-			if err := c(); err != nil {
-				v.Status, v.Reason = "unavailable", err.Error()
-				break
-			}
-		}
 	}
 	return v
 }
