@@ -189,6 +189,12 @@ func (e *Engine) scanPools(f func(ids map[string]bool) error) error {
 			out[id] = true
 		}
 	}
+	for _, name := range slices.Sorted(maps.Keys(e.forks)) {
+		p := e.forks[name]
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.ids(out)
+	}
 	return f(out)
 }
 
@@ -283,6 +289,9 @@ func (e *Engine) PoolIdle() int {
 	n := 0
 	for _, p := range e.pools {
 		n += p.idle()
+	}
+	for _, p := range e.forks {
+		n += p.idleCount()
 	}
 	return n
 }
