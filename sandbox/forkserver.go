@@ -65,11 +65,11 @@ type forkPool struct {
 	// down, and of their jobs' slots (none are leftovers).
 	live    int
 	serving int
-	busy   map[string]bool
-	freed  chan struct{} // closed (and replaced) whenever a server comes free
-	closed bool
-	wake   chan struct{}
-	done   chan struct{}
+	busy    map[string]bool
+	freed   chan struct{} // closed (and replaced) whenever a server comes free
+	closed  bool
+	wake    chan struct{}
+	done    chan struct{}
 	// teardowns are retired servers being removed; close waits for them.
 	teardowns sync.WaitGroup
 }

@@ -226,6 +226,10 @@ def _fail(jsock, e):
 
 def _serve():
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=_SOCK)
+    # Whatever exists now the garbage collector leaves alone, in this process and in
+    # every fork: a job's gc then never writes to (and so copies) the server's pages.
+    import gc
+    gc.freeze()
     os.write(2, b"\0sbx-ready\n")
     while True:
         msg, fds, _, _ = socket.recv_fds(srv, 1 << 16, 8)
