@@ -31,7 +31,7 @@ import (
 // bootstrap) and becomes the job's init (jobinit, adopting it). A job so costs a few
 // forks and mounts instead of a container start and python's start-up (~27 ms of CPU).
 // A server serves one job at a time (so two jobs never share its user namespace at
-// once) and is retired after forkServerUses jobs. README's "Fork server" says what jobs
+// once) and is retired after ForkServerUses jobs. README's "Fork server" says what jobs
 // on one server share and why that is acceptable.
 
 //go:embed forkserver.py
@@ -40,9 +40,9 @@ var forkServerSource string
 // forkServerArgv is a python fork server's command.
 var forkServerArgv = []string{"python3", "-c", forkServerSource + pythonBootstrapDefs + "_serve()\n"}
 
-// forkServerUses is how many jobs one fork server serves before it is retired and
+// ForkServerUses is how many jobs one fork server serves before it is retired and
 // replaced: its jobs share its address-space layout and interpreter state (see README).
-const forkServerUses = 100
+const ForkServerUses = 100
 
 // forkWait is how long a job waits for a busy fork server to come free before it
 // starts cold: a fork job's teardown takes a few ms, a cold start ~30 ms of CPU.
@@ -267,7 +267,7 @@ func (p *forkPool) put(z *zygote, healthy bool) {
 		delete(p.busy, z.id)
 		return
 	}
-	if !healthy || dead || z.uses >= forkServerUses {
+	if !healthy || dead || z.uses >= ForkServerUses {
 		p.retire(z)
 		return
 	}

@@ -51,7 +51,7 @@ def _mask(path):
             return
         if e.errno != 20:  # ENOTDIR
             raise
-        _mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
+        _mount("tmpfs", path, "tmpfs", MS_RDONLY, "nr_blocks=1,nr_inodes=1")
 
 
 def _readonly(path):
