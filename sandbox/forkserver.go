@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -389,14 +390,15 @@ func (t *forkTarget) close() {
 // the job's storage, limits and stdio on its socket. Its id names its cgroup and the
 // job's storage.
 type forkSlot struct {
-	id     string
-	jsock  *net.UnixConn
-	target *forkTarget
-	m      cgroups.Manager
-	lim    Limits // the cgroup's
-	paths  map[string]string
-	waited chan struct{} // closed when the init has exited
-	undo   cleanup
+	id      string
+	jsock   *net.UnixConn
+	target  *forkTarget
+	m       cgroups.Manager
+	lim     Limits // the cgroup's
+	storage string // the job's storage dir, made with the slot; its tmpfs comes with the job
+	paths   map[string]string
+	waited  chan struct{} // closed when the init has exited
+	undo    cleanup
 }
 
 // prepare starts making z's next slot (z is not idle: no job can take it meanwhile).
@@ -461,6 +463,12 @@ func (e *Engine) newSlot(z *zygote) (_ *forkSlot, retErr error) {
 		return nil, err
 	}
 	s.lim = lim
+	// Its storage dir comes first, as a job's does: what a restart sweeps by.
+	s.storage = filepath.Join(e.jobsRoot, s.id)
+	if err := os.Mkdir(s.storage, 0o700); err != nil {
+		return nil, fmt.Errorf("create job dir: %w", err)
+	}
+	s.undo.push(func() error { return os.Remove(s.storage) })
 	cg := e.containerConfig(s.id, "", "", lim).Cgroups
 	if s.m, err = manager.New(cg); err != nil {
 		return nil, fmt.Errorf("job cgroup: %w", err)
@@ -558,8 +566,8 @@ func (e *Engine) runForked(ctx context.Context, p *prepared, z *zygote, args []s
 		return "", "", err
 	}
 	*undo = append(*undo, s.undo...)
-	storage, err := e.newStorage(s.id, p.lim, undo)
-	if err != nil {
+	storage := s.storage
+	if err := e.mountStorage(storage, p.lim, undo); err != nil {
 		return "", "", err
 	}
 	if err := e.writeFiles(storage, p.files); err != nil {

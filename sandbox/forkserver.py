@@ -172,7 +172,8 @@ def _job_init(jsock, paths):
         _job(jsock, ready_r, nofile)
     jsock.close()
     os.close(ready_r)
-    os.execve("/dev/.sbx-init", ["/dev/.sbx-init", "-c", "-p", str(child)], {})
+    # The command after the options is only for ps: the init adopts child.
+    os.execve("/dev/.sbx-init", ["/dev/.sbx-init", "-c", "-p", str(child), "python3"], {})
 
 
 def _high(fd):
