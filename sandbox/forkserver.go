@@ -84,12 +84,23 @@ type zygote struct {
 	hard Limits   // its processes' hard rlimits: the most a job on it may have
 	uses int
 	undo cleanup
-	// The next job's slot, being made (slotDone open) or made; only the job holding
-	// z, or its preparation, touches these.
-	slot     *forkSlot
-	slotErr  error
-	slotDone chan struct{}
+	// slots are the next jobs' slots, made ahead (slotsAhead of them, made or being
+	// made: preparing counts those being made).
+	slots     chan slotMade
+	preparing sync.WaitGroup
 }
+
+// slotMade is a prepared slot, or why it could not be made.
+type slotMade struct {
+	s   *forkSlot
+	err error
+}
+
+// slotsAhead is how many jobs' inits a server keeps made ahead. A slot takes an RCU
+// grace period to make when the host is idle (moving a process into a cgroup waits for
+// one), longer than a short job: with two ahead, a submission's test cases, one after
+// another, find theirs made.
+const slotsAhead = 2
 
 func newForkPool(e *Engine, rt *Runtime, size int) *forkPool {
 	p := &forkPool{e: e, rt: rt, size: size, busy: map[string]bool{}, freed: make(chan struct{}),
@@ -151,7 +162,7 @@ func (p *forkPool) add() error {
 		p.retired()
 		return err
 	}
-	z := &zygote{id: newJobID(), pool: p}
+	z := &zygote{id: newJobID(), pool: p, slots: make(chan slotMade, slotsAhead)}
 	_, z.hard = p.e.initLimits(procSpec{lim: lim, warm: true})
 	p.mu.Lock()
 	p.busy[z.id] = true
@@ -339,8 +350,10 @@ func (e *Engine) startZygote(z *zygote, lim Limits) error {
 	if err != nil {
 		return err
 	}
-	z.undo.push(z.dropSlot)
-	z.pool.prepare(z) // the first job's slot
+	z.undo.push(z.dropSlots)
+	for range slotsAhead {
+		z.pool.prepare(z)
+	}
 	return nil
 }
 
@@ -401,43 +414,42 @@ type forkSlot struct {
 	undo    cleanup
 }
 
-// prepare starts making z's next slot (z is not idle: no job can take it meanwhile).
+// prepare starts making one more slot for z.
 func (p *forkPool) prepare(z *zygote) {
-	done := make(chan struct{})
-	z.slotDone = done
+	z.preparing.Add(1)
 	go func() {
-		defer close(done)
-		z.slot, z.slotErr = p.e.newSlot(z)
+		defer z.preparing.Done()
+		s, err := p.e.newSlot(z)
+		z.slots <- slotMade{s, err} // never blocks: at most slotsAhead are made or being made
 	}()
 }
 
-// takeSlot returns z's prepared slot, making one now if that failed.
+// takeSlot returns one of z's prepared slots (waiting for one being made), making one
+// now if that failed, and starts making its replacement.
 func (z *zygote) takeSlot() (*forkSlot, error) {
-	if z.slotDone == nil {
-		z.pool.prepare(z)
+	m := <-z.slots
+	z.pool.prepare(z)
+	if m.err != nil {
+		z.pool.e.opts.Logger.Warn("fork server: preparing a job failed; trying again", "err", m.err)
+		return z.pool.e.newSlot(z)
 	}
-	<-z.slotDone
-	s, err := z.slot, z.slotErr
-	z.slot, z.slotErr, z.slotDone = nil, nil, nil
-	if err != nil {
-		z.pool.e.opts.Logger.Warn("fork server: preparing a job failed; trying again", "err", err)
-		s, err = z.pool.e.newSlot(z)
-	}
-	return s, err
+	return m.s, nil
 }
 
-// dropSlot tears down z's unused slot, if any.
-func (z *zygote) dropSlot() error {
-	if z.slotDone == nil {
-		return nil
+// dropSlots tears down z's unused slots, once those being made are.
+func (z *zygote) dropSlots() error {
+	z.preparing.Wait()
+	var errs []error
+	for {
+		select {
+		case m := <-z.slots:
+			if m.s != nil {
+				errs = append(errs, m.s.undo.run())
+			}
+		default:
+			return errors.Join(errs...)
+		}
 	}
-	<-z.slotDone
-	s := z.slot
-	z.slot, z.slotErr, z.slotDone = nil, nil, nil
-	if s == nil {
-		return nil
-	}
-	return s.undo.run()
 }
 
 // newSlot asks z for a job's init and moves it into a new cgroup.
@@ -577,7 +589,6 @@ func (e *Engine) runForked(ctx context.Context, p *prepared, z *zygote, args []s
 	if err != nil {
 		return "", "", err
 	}
-	z.pool.prepare(z) // the next job's slot, while this one runs
 	st, err := e.runProc(ctx, p.id, jp, p.lim, bootstrapInput(p.names[0], args, stdin), stream, sink, out)
 	return st, storage, err
 }

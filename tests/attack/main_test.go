@@ -377,7 +377,7 @@ func (d *daemon) leftovers() []string {
 	}
 	most := d.pool + 1
 	if d.fork {
-		most = 2*d.pool + 1 // each server, and the next job's init it made ahead (its fork of python)
+		most = 3*d.pool + 1 // each server, and the inits of the next two jobs it made ahead (forks of its python)
 	}
 	if len(ids) > most {
 		out = append(out, fmt.Sprintf("%d containers for a pool of %d", len(ids), d.pool))
