@@ -58,6 +58,9 @@ test: build rootfs-all
 	# The engine, API and runtime suites again, every job on a warm pooled container when one is ready.
 	SANDBOXD_ROOTFS=$(CURDIR)/$(ROOTFS) SANDBOXD_IMAGES=$(CURDIR)/$(IMAGES_DIR) SANDBOXD_TEST_POOL=2 \
 		go test $(GOBUILD) -count=1 -timeout 20m ./sandbox/ ./server/ ./tests/runtimes/
+	# And with python's pool as fork servers (fork_server), the attack suite included.
+	SANDBOXD_ROOTFS=$(CURDIR)/$(ROOTFS) SANDBOXD_IMAGES=$(CURDIR)/$(IMAGES_DIR) SANDBOXD_BIN=$(CURDIR)/bin/sandboxd SANDBOXD_TEST_FORK=1 \
+		go test $(GOBUILD) -count=1 -timeout 20m ./sandbox/ ./server/ ./tests/runtimes/ ./tests/attack/
 
 # cgroup v2 and systemd for real, on any Linux host (v1 too): two VMs (scripts/vmtest.sh).
 # Stage 1 runs VM_SUITES' real-job tests in a delegated v2 cgroup (tests/vm/cgroup2.sh);

@@ -20,7 +20,11 @@ import (
 // modules, which nothing outside the process can see and which costs ~3 ms.
 const pythonBootstrap = `import os, sys
 os.write(2, b"\0sbx-ready\n")
-def _sbx_read():
+` + pythonBootstrapDefs + `_sbx_exit(*_sbx_run())
+`
+
+// pythonBootstrapDefs are the bootstrap's functions, which a fork server's jobs run too.
+const pythonBootstrapDefs = `def _sbx_read():
     head = b""
     while not head.endswith(b"\n"):
         c = os.read(0, 1)
@@ -87,7 +91,6 @@ def _sbx_exit(status, sigint, main):
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
     os._exit(status & 0xff)
-_sbx_exit(*_sbx_run())
 `
 
 // readyMarker is what the bootstrap writes to stderr once python is up and about to wait

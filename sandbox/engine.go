@@ -53,6 +53,10 @@ type Options struct {
 	// runtime (by name) for runtimes with a bootstrap, python's included.
 	PoolSize  int
 	PoolSizes map[string]int
+	// ForkServer makes python's pool fork servers instead of single-use warm
+	// containers (forkserver.go): each of the pool's PoolSize servers forks one job at a
+	// time into fresh namespaces, cgroup and tmpfs, and serves forkServerUses jobs.
+	ForkServer bool
 	// GPUs leases GPUs to jobs that ask for them; nil means the host has none.
 	GPUs *gpu.Allocator
 	// Sessions configure long-lived kernels (session.go).
@@ -123,9 +127,10 @@ type Engine struct {
 	shares kernelShares
 
 	runtimes runtimeSet
-	reg      registry         // jobs holding a slot, for listing and killing
-	pools    map[string]*pool // warm containers, by runtime name
-	sessions sessionSet       // live sessions and their pool (session.go)
+	reg      registry             // jobs holding a slot, for listing and killing
+	pools    map[string]*pool     // warm containers, by runtime name
+	forks    map[string]*forkPool // fork servers, by runtime name (forkserver.go)
+	sessions sessionSet           // live sessions and their pool (session.go)
 }
 
 // New prepares an engine: it checks the rootfs, places job cgroups below the daemon's
@@ -224,12 +229,21 @@ func New(opts Options) (_ *Engine, retErr error) {
 	opts.Logger.Debug("per-job shares of the per-user kernel counts", "sysctl", e.shares.sysctl, "rlimits", e.shares.rlimits)
 	// Last: nothing can fail after the pools start.
 	e.pools = map[string]*pool{}
+	e.forks = map[string]*forkPool{}
+	fork := opts.ForkServer
+	if fork && opts.Seccomp != nil && e.seccompProg == nil {
+		opts.Logger.Warn("fork servers off: they need the seccomp profile compiled ahead, for their jobs to load")
+		fork = false
+	}
 	for _, rt := range rts.list {
 		size, ok := opts.PoolSizes[rt.Name]
 		if !ok && rt.Name == "python" {
 			size = opts.PoolSize
 		}
-		if rt.Bootstrap != "" && size > 0 {
+		switch {
+		case rt.Bootstrap == "python" && fork && size > 0:
+			e.forks[rt.Name] = newForkPool(e, rt, size)
+		case rt.Bootstrap != "" && size > 0:
 			e.pools[rt.Name] = newPool(e, rt, size)
 		}
 	}
@@ -283,7 +297,7 @@ func (e *Engine) Runtimes() []RuntimeInfo {
 	for _, rt := range e.runtimes.list {
 		rp := pol.ForRuntime(rt)
 		info := RuntimeInfo{Name: rt.Name, Version: rt.Version, Aliases: rt.Aliases, Compiled: rt.Compiled(),
-			Warm: e.pools[rt.Name] != nil, Limits: rp.Default, MaxLimits: rp.Max}
+			Warm: e.pools[rt.Name] != nil || e.forks[rt.Name] != nil, Limits: rp.Default, MaxLimits: rp.Max}
 		if rt.Compiled() {
 			info.CompileLimits, _ = pol.compileLimits(rt, rp.Default, Limits{})
 		}
@@ -330,6 +344,11 @@ func (e *Engine) Close(ctx context.Context) error {
 	for _, p := range e.pools {
 		if err := p.close(); err != nil {
 			e.opts.Logger.Warn("destroy warm containers", "runtime", p.rt.Name, "err", err)
+		}
+	}
+	for _, p := range e.forks {
+		if err := p.close(); err != nil {
+			e.opts.Logger.Warn("destroy fork servers", "runtime", p.rt.Name, "err", err)
 		}
 	}
 	done := make(chan struct{})

@@ -48,6 +48,9 @@ func (e *Engine) initArgs(s procSpec, cmd []string, status, control *os.File) ([
 	args := []string{jobinit.InitPath, jobinit.ControlArg,
 		jobinit.NofileArg, strconv.FormatInt(soft.OpenFiles, 10) + ":" + strconv.FormatInt(hard.OpenFiles, 10)}
 	extra := []*os.File{status, control}
+	if s.zygote {
+		return append(args, cmd...), append(extra, s.extra...)
+	}
 	if e.seccompProg != nil {
 		// The init loads the compiled program first (the config then has none for
 		// libcontainer to compile).

@@ -23,8 +23,9 @@ const ioGrace = 2 * time.Second
 
 // jobProc is a started container and the ends of its pipes.
 type jobProc struct {
-	ctr              *libcontainer.Container
+	ctr              *libcontainer.Container // nil for a fork server's job
 	proc             *libcontainer.Process
+	target           jobTarget         // how the daemon kills it
 	paths            map[string]string // the job's cgroup per controller
 	stdin            *os.File          // write end; closed once the input is written
 	control          *os.File          // write end of the init's control pipe (jobinit.ControlFD)
@@ -65,12 +66,23 @@ type procSpec struct {
 	// longLived is a session's container: its init gets no deadline (the daemon bounds
 	// a session's lifetime), and ends it only when the daemon is gone.
 	longLived bool
+	// zygote is a fork server's container (forkserver.go): its process runs as root of
+	// its user namespace with forkServerCaps and no seccomp filter, and gets extra as
+	// descriptors after the init's own.
+	zygote bool
+	extra  []*os.File
 }
 
 // startProc makes the job's container and starts its process.
 func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 	cfg := e.containerConfig(s.id, s.storage, s.root, s.lim)
 	e.configureInit(cfg, s) // rlimits and kernel-count shares (initcmd.go)
+	uid, gid := JobUID, JobGID
+	if s.zygote {
+		cfg.Capabilities = &configs.Capabilities{Bounding: forkServerCaps, Effective: forkServerCaps, Permitted: forkServerCaps}
+		cfg.Seccomp = nil // its jobs load theirs
+		uid, gid = 0, 0
+	}
 	if s.outBind != "" {
 		cfg.Mounts = append(cfg.Mounts, &configs.Mount{Source: s.outBind, Destination: OutDir, Device: "bind",
 			Flags: unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV})
@@ -125,8 +137,8 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 			Args:       args,
 			ExtraFiles: extra,
 			Env:        env,
-			UID:        JobUID,
-			GID:        JobGID,
+			UID:        uid,
+			GID:        gid,
 			Cwd:        WorkDir,
 			Stdin:      stdinR,
 			Stdout:     stdoutW,
@@ -144,6 +156,7 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 		}
 		jp.clockStarted = true
 	}
+	jp.target = ctrTarget{ctr}
 	err = ctr.Run(jp.proc)
 	for _, f := range []*os.File{stdinR, stdoutW, stderrW, statusW, controlR} {
 		f.Close()
@@ -233,7 +246,7 @@ func (e *Engine) runProc(ctx context.Context, id string, jp *jobProc, lim Limits
 	}
 	go jp.outCap.drain(jp.stdoutR, jp.outDone)
 	go jp.errCap.drain(jp.stderrR, jp.errDone)
-	e.reg.started(id, jp.ctr) // from here an admin's kill reaches it
+	e.reg.started(id, jp.target) // from here an admin's kill reaches it
 	go func() {
 		// A job that never reads its stdin ends with the write failing (EPIPE).
 		_, err := jp.stdin.Write(input)
@@ -265,7 +278,7 @@ func (e *Engine) runProc(ctx context.Context, id string, jp *jobProc, lim Limits
 		stop = stopCancelled
 	}
 	if stop != stopNone {
-		if err := signalKill(jp.ctr); err != nil {
+		if err := jp.target.kill(); err != nil {
 			return "", fmt.Errorf("kill job at its limit: %w", err)
 		}
 		<-jp.waited
@@ -302,6 +315,9 @@ func (e *Engine) runProc(ctx context.Context, id string, jp *jobProc, lim Limits
 		out.ExitCode, out.Signal = r.code, r.signal
 	default:
 		<-jp.waited // the init died without a report: it is reaped in a moment
+		if ft, ok := jp.target.(*forkTarget); ok && ft.killed.Load() {
+			out.Signal = "SIGKILL" // a fork job's init is not the daemon's child: its killer says
+		}
 		if jp.state == nil {
 			break
 		}

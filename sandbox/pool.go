@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -66,15 +67,29 @@ func (p *pool) kick() {
 	}
 }
 
-// fill starts containers, one at a time, whenever the pool is below its size.
+// fill starts containers whenever the pool is below its size: as many at once as the
+// host has cores that no job is using (at least one), so an emptied pool refills at the
+// rate the host sustains without competing with the jobs that emptied it.
 func (p *pool) fill() {
 	defer close(p.done)
 	failures := 0
 	for range p.wake {
-		for p.short() {
-			if err := p.add(); err != nil {
+		for n := p.short(); n > 0; n = p.short() {
+			running, _ := p.e.Load()
+			n = min(n, max(runtime.NumCPU()-running, 1))
+			errs := make(chan error, n)
+			for range n {
+				go func() { errs <- p.add() }()
+			}
+			failed := 0
+			for range n {
+				if err := <-errs; err != nil {
+					failed++
+					p.e.opts.Logger.Warn("warm container failed to start", "err", err)
+				}
+			}
+			if failed > 0 {
 				failures++
-				p.e.opts.Logger.Warn("warm container failed to start", "err", err)
 				time.Sleep(min(time.Duration(failures)*100*time.Millisecond, 5*time.Second))
 				continue
 			}
@@ -89,10 +104,14 @@ func (p *pool) fill() {
 	}
 }
 
-func (p *pool) short() bool {
+// short is how many containers the pool lacks.
+func (p *pool) short() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return !p.closed && len(p.ready) < p.size
+	if p.closed {
+		return 0
+	}
+	return p.size - len(p.ready)
 }
 
 // add starts one warm container with the policy's default limits and puts it in the
@@ -189,6 +208,12 @@ func (e *Engine) scanPools(f func(ids map[string]bool) error) error {
 			out[id] = true
 		}
 	}
+	for _, name := range slices.Sorted(maps.Keys(e.forks)) {
+		p := e.forks[name]
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.ids(out)
+	}
 	return f(out)
 }
 
@@ -283,6 +308,9 @@ func (e *Engine) PoolIdle() int {
 	n := 0
 	for _, p := range e.pools {
 		n += p.idle()
+	}
+	for _, p := range e.forks {
+		n += p.idleCount()
 	}
 	return n
 }

@@ -22,12 +22,14 @@ func waitWarm(t *testing.T, e *sandbox.Engine, n int) {
 	}
 }
 
-// A warm container must behave exactly like python3 main.py in a fresh one: the same
-// programs give the same stdout, stderr, exit code and status both ways, also under
-// limits other than the pool's defaults (which dispatch sets on a warm container).
+// A warm container, and a fork server's job, must behave exactly like python3 main.py
+// in a fresh container: the same programs give the same stdout, stderr, exit code and
+// status every way, also under limits other than the pool's defaults (which dispatch
+// sets on a warm container, and a fork server's job gets when it is forked).
 func TestWarmBehavesLikeCold(t *testing.T) {
 	cold := testenv.Engine(t, sandbox.Options{PoolSize: -1})
 	warm := testenv.Engine(t, sandbox.Options{PoolSize: 1})
+	fork := testenv.Engine(t, sandbox.Options{PoolSize: 1, ForkServer: true})
 	const rlimitsCode = `import resource
 print([resource.getrlimit(getattr(resource, "RLIMIT_" + n)) for n in ("CPU", "FSIZE", "NOFILE", "STACK", "CORE", "MSGQUEUE", "SIGPENDING", "MEMLOCK")])`
 	const openAll = `import os
@@ -83,27 +85,41 @@ f()`, "", sandbox.Limits{}},
 		{"open_files 17", openAll, "", sandbox.Limits{OpenFiles: 17}},
 		{"stack 16 MiB", rlimitsCode, "", sandbox.Limits{Stack: 16 << 20}},
 		{"stack 256 KiB, the floor", rlimitsCode, "", sandbox.Limits{Stack: 256 << 10}},
+		{"timeout, double-forked and ignoring signals", "import os, signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nif os.fork() == 0:\n    os.setsid()\n    os.fork() or time.sleep(60)\nprint('up', flush=True)\ntime.sleep(60)", "", sandbox.Limits{Timeout: 500 * time.Millisecond}},
+		{"cpu time", "while True: pass", "", sandbox.Limits{CPUTime: time.Second, Timeout: 5 * time.Second}},
+		{"memory", "x = bytearray(200 << 20)", "", sandbox.Limits{Memory: 64 << 20}},
+		{"pids", "import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n            time.sleep(5)\n            os._exit(0)\n        n += 1\nexcept OSError as e:\n    print(n, e.errno)", "", sandbox.Limits{Pids: 16}},
+		{"output flood", "import sys\nwhile True: sys.stdout.write('x' * 65536)", "", sandbox.Limits{Timeout: 2 * time.Second}},
+		{"sigkill itself", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", "", sandbox.Limits{}},
+		{"identity", "import os, socket\nprint(os.getuid(), os.getgid(), os.getgroups(), socket.gethostname(), os.getcwd(), os.getsid(0), os.getpgrp(), os.getppid())\nprint([l for l in open('/proc/self/status') if l.startswith(('Cap', 'NoNewPrivs', 'Seccomp:'))])\nprint(sorted(os.listdir('/proc/self/fd')), socket.if_nameindex())\nprint(open('/proc/self/cgroup').read())", "", sandbox.Limits{}},
+		{"mounts", "import re\nprint(''.join(sorted(re.sub('fd/[0-9]+', 'fd/N', ' '.join(l.split()[3:5] + l.split()[6:])) + '\\n' for l in open('/proc/self/mountinfo'))))", "", sandbox.Limits{}},
 	}
 	ids := regexp.MustCompile(`0x[0-9a-f]+`)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			waitWarm(t, warm, 1)
 			req := sandbox.Request{Code: c.code, Stdin: []byte(c.stdin), Limits: c.lim}
 			rc, err := cold.Run(context.Background(), req)
 			if err != nil {
 				t.Fatal(err)
 			}
-			rw, err := warm.Run(context.Background(), req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if rc.Warm || !rw.Warm {
-				t.Fatalf("cold ran warm=%v, warm ran warm=%v", rc.Warm, rw.Warm)
-			}
-			if rc.Status != rw.Status || rc.ExitCode != rw.ExitCode || rc.Signal != rw.Signal ||
-				rc.Stdout != rw.Stdout || ids.ReplaceAllString(rc.Stderr, "0x") != ids.ReplaceAllString(rw.Stderr, "0x") {
-				t.Errorf("cold: %s %d %q\nstdout %q\nstderr %q\nwarm: %s %d %q\nstdout %q\nstderr %q",
-					rc.Status, rc.ExitCode, rc.Signal, rc.Stdout, rc.Stderr, rw.Status, rw.ExitCode, rw.Signal, rw.Stdout, rw.Stderr)
+			for _, pooled := range []struct {
+				name string
+				e    *sandbox.Engine
+			}{{"warm", warm}, {"fork", fork}} {
+				waitWarm(t, pooled.e, 1)
+				rw, err := pooled.e.Run(context.Background(), req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rc.Warm || !rw.Warm {
+					t.Fatalf("cold ran warm=%v, %s ran warm=%v", rc.Warm, pooled.name, rw.Warm)
+				}
+				if rc.Status != rw.Status || rc.ExitCode != rw.ExitCode || rc.Signal != rw.Signal || rc.OOMKilled != rw.OOMKilled ||
+					rc.PidsLimitHit != rw.PidsLimitHit || rc.StdoutTruncated != rw.StdoutTruncated || rc.Stdout != rw.Stdout ||
+					ids.ReplaceAllString(rc.Stderr, "0x") != ids.ReplaceAllString(rw.Stderr, "0x") {
+					t.Errorf("cold: %s %d %q\nstdout %q\nstderr %q\n%s: %s %d %q\nstdout %q\nstderr %q", rc.Status, rc.ExitCode, rc.Signal,
+						trunc(rc.Stdout), rc.Stderr, pooled.name, rw.Status, rw.ExitCode, rw.Signal, trunc(rw.Stdout), rw.Stderr)
+				}
 			}
 		})
 	}
@@ -140,9 +156,17 @@ func TestWarmLimitsAndSingleUse(t *testing.T) {
 	if !r.Warm || !strings.HasPrefix(r.Stdout, "False ['1', ") || strings.Count(r.Stdout, ",") != 1 {
 		t.Errorf("warm=%v stdout %q: something persisted", r.Warm, r.Stdout)
 	}
-	// Non-default storage is not the pooled shape: it starts cold.
+	// Non-default storage is not the pooled shape: it starts cold. A fork server makes
+	// every job's storage when the job comes, so it serves any storage size.
 	r = run(t, e, sandbox.Request{Code: "print(1)", Limits: sandbox.Limits{Storage: 3 << 20}})
-	if r.Warm {
-		t.Error("a job of another shape ran warm")
+	if r.Warm != testenv.ForkServer() {
+		t.Errorf("a job of another shape ran warm=%v", r.Warm)
 	}
+}
+
+func trunc(s string) string {
+	if len(s) > 2000 {
+		return s[:2000] + "..."
+	}
+	return s
 }

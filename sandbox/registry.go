@@ -38,8 +38,27 @@ type registry struct {
 
 type entry struct {
 	info   JobInfo
-	ctr    *libcontainer.Container // nil until the container runs
-	killed bool                    // a kill came before the container ran
+	target jobTarget // nil until the job's process runs
+	killed bool      // a kill came before the job's process ran
+}
+
+// jobTarget is a running step's init: a container's, or a fork server's job's.
+type jobTarget interface {
+	kill() error           // SIGKILL to the init, which ends its pid namespace
+	initPID() (int, error) // the init's pid in the daemon's pid namespace
+}
+
+// ctrTarget is a libcontainer container's init.
+type ctrTarget struct{ ctr *libcontainer.Container }
+
+func (t ctrTarget) kill() error { return signalKill(t.ctr) }
+
+func (t ctrTarget) initPID() (int, error) {
+	st, err := t.ctr.State()
+	if err != nil {
+		return 0, err
+	}
+	return st.InitProcessPid, nil
 }
 
 func (r *registry) add(info JobInfo) {
@@ -58,13 +77,13 @@ func (r *registry) remove(id string) {
 }
 
 // started records a job's running container; a kill that came earlier is delivered now.
-func (r *registry) started(id string, ctr *libcontainer.Container) {
+func (r *registry) started(id string, t jobTarget) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if e := r.jobs[id]; e != nil {
-		e.ctr = ctr
+		e.target = t
 		if e.killed {
-			_ = signalKill(ctr)
+			_ = t.kill()
 		}
 	}
 }
@@ -99,10 +118,10 @@ func (e *Engine) Kill(id string) error {
 		return fmt.Errorf("%w: %q", ErrJobNotFound, id)
 	}
 	j.killed = true
-	if j.ctr == nil {
+	if j.target == nil {
 		return nil // registry.started delivers it
 	}
-	if err := signalKill(j.ctr); err != nil {
+	if err := j.target.kill(); err != nil {
 		return fmt.Errorf("kill job %s: %w", id, err)
 	}
 	return nil
@@ -114,22 +133,22 @@ func (e *Engine) Kill(id string) error {
 func (e *Engine) Signal(id string, sig unix.Signal) error {
 	e.reg.mu.Lock()
 	j := e.reg.jobs[id]
-	var ctr *libcontainer.Container
+	var t jobTarget
 	if j != nil {
-		ctr = j.ctr
+		t = j.target
 	}
 	e.reg.mu.Unlock()
 	if j == nil {
 		return fmt.Errorf("%w: %q", ErrJobNotFound, id)
 	}
-	if ctr == nil {
+	if t == nil {
 		return nil
 	}
-	st, err := ctr.State()
+	init, err := t.initPID()
 	if err != nil {
 		return nil // the container is gone: the step ended
 	}
-	pid, err := firstChild(st.InitProcessPid)
+	pid, err := firstChild(init)
 	if err != nil {
 		return nil
 	}

@@ -21,6 +21,19 @@ import (
 func (e *Engine) execute(ctx context.Context, p *prepared, lease *gpu.Lease, res *Result, undo *cleanup) error {
 	rt := p.rt
 	if !rt.Compiled() && len(p.req.Tests) == 0 {
+		if z := e.takeFork(p, lease); z != nil {
+			res.Warm = true
+			healthy := false
+			undo.push(func() error { z.pool.put(z, healthy); return nil })
+			status, storage, err := e.runForked(ctx, p, z, p.req.Args, p.req.Stdin, p.req.StdinStream, p.sink(StageRun, 0), &res.Outcome, undo)
+			if err != nil {
+				return err
+			}
+			healthy = true
+			res.Status = status
+			res.Files, err = collect(storage, p.collect, e.opts.Caps)
+			return err
+		}
 		if w := e.takeWarm(p, lease); w != nil {
 			res.Warm = true
 			status, err := e.runWarm(ctx, p, w, p.req.Args, p.req.Stdin, p.req.StdinStream, p.sink(StageRun, 0), &res.Outcome, undo)
@@ -87,15 +100,24 @@ func (e *Engine) execute(ctx context.Context, p *prepared, lease *gpu.Lease, res
 		res.Files, err = collect(storage, p.collect, e.opts.Caps)
 		return err
 	}
-	return e.runTests(ctx, p, lease, storage, runArgv, res)
+	return e.runTests(ctx, p, lease, storage, runArgv, res, undo)
 }
 
 // runTests runs the program once per test case, each in a fresh container over a fresh
 // copy of the files (a warm one where the runtime has a pool), with the compiled
 // artifact of storage read-only. The job's status is ok when every test passed, else
 // the first failing test's verdict.
-func (e *Engine) runTests(ctx context.Context, p *prepared, lease *gpu.Lease, storage string, runArgv func([]string) []string, res *Result) error {
+func (e *Engine) runTests(ctx context.Context, p *prepared, lease *gpu.Lease, storage string, runArgv func([]string) []string, res *Result, undo *cleanup) error {
 	res.Status = StatusOK
+	// A fork server, where the runtime has them, serves every test of the job in turn:
+	// each a fork of its own, with its own namespaces, cgroup and tmpfs.
+	var z *zygote
+	healthy := true
+	if !p.rt.Compiled() {
+		if z = e.takeFork(p, lease); z != nil {
+			undo.push(func() error { z.pool.put(z, healthy); return nil })
+		}
+	}
 	for i, t := range p.req.Tests {
 		if e.stopped(ctx, p.id) {
 			res.Status = StatusCancelled
@@ -105,7 +127,12 @@ func (e *Engine) runTests(ctx context.Context, p *prepared, lease *gpu.Lease, st
 		var step cleanup
 		var err error
 		sink := p.sink(StageTest, i)
-		if w := e.takeWarm(p, lease); w != nil {
+		if z != nil {
+			tr.Warm = true
+			healthy = false
+			tr.Status, _, err = e.runForked(ctx, p, z, t.Args, t.Stdin, nil, sink, &tr.Outcome, &step)
+			healthy = err == nil
+		} else if w := e.takeWarm(p, lease); w != nil {
 			tr.Warm = true
 			tr.Status, err = e.runWarm(ctx, p, w, t.Args, t.Stdin, nil, sink, &tr.Outcome, &step)
 		} else {

@@ -22,11 +22,16 @@ func (e *Engine) newStorage(name string, lim Limits, undo *cleanup) (string, err
 		return "", fmt.Errorf("create job dir: %w", err)
 	}
 	undo.push(func() error { return os.Remove(dir) })
+	return dir, e.mountStorage(dir, lim, undo)
+}
+
+// mountStorage mounts a job's storage tmpfs on dir, made already.
+func (e *Engine) mountStorage(dir string, lim Limits, undo *cleanup) error {
 	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, tmpfsOptions(lim, uint32(e.jobUID()))); err != nil {
-		return "", fmt.Errorf("mount job tmpfs: %w", err)
+		return fmt.Errorf("mount job tmpfs: %w", err)
 	}
 	undo.push(func() error { return unmount(dir) })
-	return dir, nil
+	return nil
 }
 
 // jobUID is the host uid the job's user (JobUID) maps to.

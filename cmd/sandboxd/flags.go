@@ -35,6 +35,7 @@ func newFlagSet(cfg *daemon.Config, o *cliOpts) *flag.FlagSet {
 	f.IntVar(&cfg.MaxJobs, "max-jobs", cfg.MaxJobs, "jobs run at once")
 	f.IntVar(&cfg.MaxQueue, "max-queue", cfg.MaxQueue, "requests that may wait for a job slot; more get 429")
 	f.IntVar(&cfg.PoolSize, "pool-size", cfg.PoolSize, "warm containers kept ready for jobs of the default shape; 0 disables the pool")
+	f.BoolVar(&cfg.ForkServer, "fork-server", cfg.ForkServer, "python's pool is fork servers (one job at a time each, in fresh namespaces) instead of single-use containers")
 	f.Var(&cfg.OutputLimit, "output-limit", "kept of each of stdout and stderr")
 	f.Var(&cfg.MaxBody, "max-body", "size of a request body; more get 413")
 	f.Var(&cfg.MaxCode, "max-code", "size of the code field; more gets 413")

@@ -46,11 +46,14 @@ type Config struct {
 	PoolSize int `toml:"pool_size"` // warm python containers kept ready; 0 disables the pool
 	// PoolSizes sets the pool of each runtime with a warm bootstrap, by name (python's
 	// overrides pool_size).
-	PoolSizes     map[string]int `toml:"pool_sizes"`
-	OutputLimit   Size           `toml:"output_limit"`   // kept of each of stdout and stderr
-	MaxBody       Size           `toml:"max_body"`       // a request body; more get 413
-	MaxCode       Size           `toml:"max_code"`       // the code field; more get 413
-	ShutdownGrace Duration       `toml:"shutdown_grace"` // running jobs' time to finish on stop, then killed
+	PoolSizes map[string]int `toml:"pool_sizes"`
+	// ForkServer makes python's pool_size fork servers, each forking one job at a time
+	// into fresh namespaces, cgroup and tmpfs, instead of single-use warm containers.
+	ForkServer    bool     `toml:"fork_server"`
+	OutputLimit   Size     `toml:"output_limit"`   // kept of each of stdout and stderr
+	MaxBody       Size     `toml:"max_body"`       // a request body; more get 413
+	MaxCode       Size     `toml:"max_code"`       // the code field; more get 413
+	ShutdownGrace Duration `toml:"shutdown_grace"` // running jobs' time to finish on stop, then killed
 
 	// Code-interpreter sessions (/v1/sessions): how many live at once (0 turns them
 	// off), their default idle TTL, their default and maximum lifetime, and how many

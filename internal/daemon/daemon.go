@@ -129,6 +129,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		MaxJobs:     cfg.MaxJobs,
 		MaxQueue:    cfg.MaxQueue,
 		PoolSize:    cfg.PoolSize,
+		ForkServer:  cfg.ForkServer,
 		Seccomp:     filter,
 		GPUs:        leases,
 		CgroupName:  cfg.CgroupName,

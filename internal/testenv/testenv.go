@@ -148,6 +148,13 @@ func Engine(t testing.TB, opts sandbox.Options) *sandbox.Engine {
 	if n, err := strconv.Atoi(os.Getenv("SANDBOXD_TEST_POOL")); err == nil && opts.PoolSize == 0 {
 		opts.PoolSize = n
 	}
+	// SANDBOXD_TEST_FORK=1 makes python's pool fork servers (a pool of 2 if none is set).
+	if ForkServer() {
+		opts.ForkServer = true
+		if opts.PoolSize == 0 {
+			opts.PoolSize = 2
+		}
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
@@ -206,3 +213,7 @@ func SkipOnSlowCPU(t testing.TB, why string) {
 		t.Skipf("%s; this CPU is emulated (SANDBOXD_TEST_SLOW_CPU)", why)
 	}
 }
+
+// ForkServer says whether the suites run with python's pool as fork servers
+// (SANDBOXD_TEST_FORK=1).
+func ForkServer() bool { return os.Getenv("SANDBOXD_TEST_FORK") == "1" }

@@ -23,6 +23,8 @@
 #define SECCOMP_ARG "-s"
 #define CONTROL_ARG "-c"
 #define NOFILE_ARG "-n"
+#define ADOPT_ARG "-p"
+#define READY_FD 6
 /* Exit codes when the init ends the job on its own (nobody may be there to hear). */
 #define EXIT_DEADLINE 122
 #define EXIT_ORPHANED 123
@@ -108,9 +110,11 @@ void sbx_jobinit(int argc, char **argv, char **envp) {
 	 * tamper with what it reports. exec makes python dumpable again. */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	char buf[32];
+	const char *adopt_end;
 	int n, st;
 	char **cmd = argv + 1;
 	int seccomp = 0, control = 0, nofile = 0;
+	unsigned long long adopt = 0;
 	struct rlimit nofile_rl;
 	/* Options, then the command. Anything wrong: nothing runs ("fail errno"). */
 	for (; cmd[0] != NULL && cmd[0][0] == '-'; cmd++) {
@@ -120,10 +124,13 @@ void sbx_jobinit(int argc, char **argv, char **envp) {
 			control = 1;
 		else if (strcmp(cmd[0], NOFILE_ARG) == 0 && cmd[1] != NULL && parse_nofile(cmd[1], &nofile_rl) == 0)
 			nofile = 1, cmd++;
+		else if (strcmp(cmd[0], ADOPT_ARG) == 0 && cmd[1] != NULL && parse_count(cmd[1], '\0', &adopt, &adopt_end) == 0 &&
+			 adopt > 1 && adopt < 1u << 22)
+			cmd++;
 		else
 			fail(EINVAL);
 	}
-	if (cmd[0] == NULL)
+	if (cmd[0] == NULL && adopt == 0)
 		fail(EINVAL);
 	/* The job's seccomp filter is on SECCOMP_FD, to be loaded before anything of the
 	 * job runs. */
@@ -146,7 +153,12 @@ void sbx_jobinit(int argc, char **argv, char **envp) {
 	int sfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0)
 		fail(errno);
-	pid_t child = fork();
+	/* With ADOPT_ARG the command is already running as the given pid, a child of this
+	 * process (a fork server's job: the process that exec'd this init forked it); it waits
+	 * for READY_FD to close, which happens once this init watches it. */
+	pid_t child = adopt ? (pid_t)adopt : fork();
+	if (adopt)
+		close(READY_FD);
 	if (child < 0)
 		_exit(126);
 	if (child == 0) {

@@ -47,3 +47,12 @@ const (
 	ExitDeadline = 122
 	ExitOrphaned = 123
 )
+
+// AdoptArg, followed by a pid, says the command is already running as that pid, a child
+// of the process that exec'd the init (a fork server's job, sandbox/forkserver.py): the
+// init forks nothing, reports that child's end, and closes ReadyFD once it watches it (the
+// child waits for that before it runs anything of the job).
+const (
+	AdoptArg = "-p"
+	ReadyFD  = 6
+)

@@ -203,3 +203,35 @@ func TestInitBoundsTheJobAlone(t *testing.T) {
 		t.Errorf("a command ending before its deadline: report %q, init exit %d", report, code)
 	}
 }
+
+// With AdoptArg the init runs no command: the process that exec'd it forked the command
+// already (a fork server's job), and the init reports that child's end as its own
+// command's. A pid it cannot have as a child is refused.
+func TestAdopt(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, script, want string }{
+		{"exit code", `(sleep 0.2; exit 7) & exec -a ` + jobinit.InitPath + ` "$0" -p $!`, "exit 7\n"},
+		{"signal", `(sleep 0.2; kill -TERM $BASHPID) & exec -a ` + jobinit.InitPath + ` "$0" -p $!`, "signal 15\n"},
+		{"no pid", `exec -a ` + jobinit.InitPath + ` "$0" -p x`, "fail 22\n"},
+		{"pid 1", `exec -a ` + jobinit.InitPath + ` "$0" -p 1`, "fail 22\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			statusR, statusW, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer statusR.Close()
+			cmd := exec.Command("bash", "-c", c.script, self)
+			cmd.ExtraFiles = []*os.File{statusW}
+			_ = cmd.Run()
+			statusW.Close()
+			b, _ := io.ReadAll(statusR)
+			if string(b) != c.want {
+				t.Errorf("report %q, want %q", b, c.want)
+			}
+		})
+	}
+}

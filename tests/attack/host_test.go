@@ -22,10 +22,10 @@ for p in ("/etc/shadow", "/etc/gshadow", "/proc/1/root/etc/shadow", "/root"):
 import os, errno
 pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
 print(pids == sorted({1, os.getpid()}), pids)
-args = open("/proc/1/cmdline", "rb").read().split(b"\0")[1:]  # the init: [-c] [-n N:M] [-s] python3 ...
+args = open("/proc/1/cmdline", "rb").read().split(b"\0")[1:]  # the init: [-c] [-n N:M] [-p PID] [-s] python3 ...
 i = 0
 while args[i].startswith(b"-"):
-    i += 2 if args[i] == b"-n" else 1
+    i += 2 if args[i] in (b"-n", b"-p") else 1
 print(args[i])
 try:
     os.kill({{daemon_pid}}, 0)
