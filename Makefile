@@ -1,7 +1,7 @@
 # sandboxd — one static binary; see README.md.
 #   make run    build everything (apt packages, binaries, rootfs) and start the daemon
 #   make test   run the whole test suite (as root: it starts real containers)
-#   make bench  latency and throughput, side by side with bare python
+#   make bench  latency and throughput, side by side with bare python, go-judge and docker
 #   make rootfs [RUNTIMES=all|"python c ..."|IMAGES="gcc ..."]  the job images (README, Images)
 
 export CGO_ENABLED := 1
@@ -77,8 +77,9 @@ test-vm: build rootfs
 
 bench: build rootfs
 	@scripts/deps.sh bubblewrap crun nats-server
+	@scripts/go-judge.sh >/dev/null || echo "bench: go-judge not built (it needs the Go module proxy once): its rows are skipped" >&2
 	go build -o bin/sbxbench ./bench
-	bin/sbxbench -sandboxd bin/sandboxd -rootfs $(ROOTFS) -images $(IMAGES_DIR)
+	bin/sbxbench -sandboxd bin/sandboxd -rootfs $(ROOTFS) -images $(IMAGES_DIR) -go-judge build/go-judge
 
 clean:
 	rm -rf bin build/state

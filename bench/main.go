@@ -190,6 +190,14 @@ func run() error {
 	rows := []row{
 		{"bare python3 -c in chroot", func() error { return runHello(chrootCmd(rootfs)) }},
 	}
+	gj, err := startGoJudge(rootfs)
+	if err != nil {
+		return err
+	}
+	if gj != nil {
+		defer gj.stop()
+		rows = append(rows, row{goJudgeRow + " " + gj.version(client), func() error { return gj.hello(client) }})
+	}
 	if *peers {
 		rows = append(rows, row{"bubblewrap", func() error { return runHello(bwrapCmd(rootfs)) }})
 		crun, cleanup, err := crunRunner(rootfs)
@@ -198,6 +206,14 @@ func run() error {
 		}
 		defer cleanup()
 		rows = append(rows, row{"crun", crun})
+	}
+	dockerNote := "off (-docker=false)"
+	if *dockerRowOn {
+		if f, why := dockerRunner(*tarball); f != nil {
+			rows, dockerNote = append(rows, row{"docker run --rm per job", f}), ""
+		} else {
+			dockerNote = why
+		}
 	}
 	rows = append(rows,
 		row{"sandboxd cold (HTTP)", func() error { return execute(client, cold.url, false) }},
@@ -222,33 +238,45 @@ func run() error {
 	}
 	fmt.Printf("hello-world; %d sequential jobs per row, then %d jobs by 2 and by 4 clients; %d CPUs; %s\n\n",
 		*n, *burst, runtime.NumCPU(), time.Now().Format(time.DateOnly))
-	fmt.Printf("%-28s %8s %8s %10s %10s %12s\n", "", "p50 ms", "p95 ms", "jobs/s 2", "jobs/s 4", "p50 vs bare")
+	fmt.Printf("%-28s %7s %7s %8s %8s %8s %9s %7s %18s\n", "", "p50 ms", "p95 ms", "jobs/s 1", "jobs/s 2", "jobs/s 4",
+		"p50/bare", "p50/gj", "jobs/s/gj 1/2/4")
 	var base float64
+	var gjFig *figures // go-judge's, for the ratio columns
 	for i, r := range rows {
 		if strings.HasPrefix(r.name, "sandboxd warm") {
 			time.Sleep(time.Second) // a full pool, as between bursts in service
 		}
+		start := time.Now()
 		lat, err := series(r.f, *n)
 		if err != nil {
 			return fmt.Errorf("%s: %w", r.name, err)
 		}
-		p50, p95 := pct(lat, 50), pct(lat, 95)
+		fig := figures{p50: pct(lat, 50), p95: pct(lat, 95), jobs: [3]float64{float64(*n) / time.Since(start).Seconds()}}
 		if i == 0 {
-			base = p50
+			base = fig.p50
 		}
-		if strings.Contains(r.name, "pool ready") { // paced: no throughput figure
-			fmt.Printf("%-28s %8.1f %8.1f %10s %10s %11.2fx\n", r.name, p50, p95, "-", "-", p50/base)
-			continue
+		// Paced (pool ready): no throughput figure.
+		if !strings.Contains(r.name, "pool ready") {
+			for j, clients := range []int{2, 4} {
+				if fig.jobs[j+1], err = throughput(r.f, clients, *burst); err != nil {
+					return fmt.Errorf("%s: %w", r.name, err)
+				}
+			}
+		} else {
+			fig.jobs = [3]float64{}
 		}
-		t2, err := throughput(r.f, 2, *burst)
-		if err != nil {
-			return fmt.Errorf("%s: %w", r.name, err)
+		if strings.HasPrefix(r.name, goJudgeRow) {
+			gjFig = &fig
 		}
-		t4, err := throughput(r.f, 4, *burst)
-		if err != nil {
-			return fmt.Errorf("%s: %w", r.name, err)
-		}
-		fmt.Printf("%-28s %8.1f %8.1f %10.0f %10.0f %11.2fx\n", r.name, p50, p95, t2, t4, p50/base)
+		fmt.Println(fig.line(r.name, base, gjFig))
+	}
+	if gj != nil {
+		fmt.Printf("\ngo-judge: -pre-fork %d -parallelism %d -enable-cpu-rate, one cmd per /run (python3 main.py, the code by copyIn, stdout/stderr collectors),\n"+
+			"  sandboxd's default limits (1 cpu, 10 s CPU and wall, 512 MiB, 64 procs, 8 MiB stack, 64 MiB tmpfs /work and /tmp), the image's python %s\n",
+			*goJudgePrefork, *goJudgePar, gj.python)
+	}
+	if dockerNote != "" {
+		fmt.Printf("docker run row skipped: %s\n", dockerNote)
 	}
 	if nsenterOverhead != nil {
 		lat, err := series(nsenterOverhead, *n)
@@ -257,6 +285,11 @@ func run() error {
 		}
 	}
 	fmt.Printf("\nwarm jobs that found the pool empty and started cold: %d of %d\n", coldFallbacks.Load(), warmJobs.Load())
+	if *testCases > 0 {
+		if err := testCaseTable(client, cold, warm, gj); err != nil {
+			return fmt.Errorf("test cases: %w", err)
+		}
+	}
 	defer func() {
 		if err := sessionTable(client, cold, warm); err != nil {
 			fmt.Fprintln(os.Stderr, "bench: sessions:", err)
