@@ -46,6 +46,7 @@ var (
 	n        = flag.Int("n", 200, "jobs per sequential series")
 	burst    = flag.Int("burst", 300, "jobs per throughput series")
 	poolSize = flag.Int("pool-size", 4, "warm containers of the pooled daemon")
+	forkRows = flag.Bool("fork-server", true, "also time a daemon whose python pool is fork servers (fork_server), pool-size of them")
 	peers    = flag.Bool("peers", true, "also run bubblewrap and crun")
 )
 
@@ -59,7 +60,9 @@ type daemon struct {
 	logs   bytes.Buffer
 }
 
-func startDaemon(pool int) (*daemon, error) {
+// startDaemon starts a daemon with a python pool of pool containers, or of pool fork
+// servers when fork is set.
+func startDaemon(pool int, fork bool) (*daemon, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -73,10 +76,16 @@ func startDaemon(pool int) (*daemon, error) {
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("pool_sizes = { javascript = %d }\n", pool)), 0o644); err != nil {
 		return nil, err
 	}
-	d.cmd = exec.Command(*bin, "--rootfs", *tarball, "--images-dir", *imagesDir, "--state-dir", daemonState(pool), "--run-dir", d.runDir,
+	state, sessions := daemonState(pool), min(pool, 1)
+	args := []string{}
+	if fork {
+		state, sessions = state+"-fork", 0
+		args = append(args, "--fork-server")
+	}
+	d.cmd = exec.Command(*bin, append(args, "--rootfs", *tarball, "--images-dir", *imagesDir, "--state-dir", state, "--run-dir", d.runDir,
 		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--max-jobs", "8", "--max-queue", "64",
-		"--pool-size", strconv.Itoa(pool), "--session-pool", strconv.Itoa(min(pool, 1)), "--cgroup-name", fmt.Sprintf("sandboxd-bench-%d", port),
-		"--config", cfg)
+		"--pool-size", strconv.Itoa(pool), "--session-pool", strconv.Itoa(sessions), "--cgroup-name", fmt.Sprintf("sandboxd-bench-%d", port),
+		"--config", cfg)...)
 	d.cmd.Stdout, d.cmd.Stderr = &d.logs, &d.logs
 	if err := d.cmd.Start(); err != nil {
 		return nil, err
@@ -162,17 +171,24 @@ func run() error {
 			fmt.Fprintln(os.Stderr, "bench: shared queue:", err)
 		}
 	}()
-	cold, err := startDaemon(0)
+	cold, err := startDaemon(0, false)
 	if err != nil {
 		return err
 	}
 	defer cold.stop()
 	idleRSS := cold.rssKB()
-	warm, err := startDaemon(*poolSize)
+	warm, err := startDaemon(*poolSize, false)
 	if err != nil {
 		return err
 	}
 	defer warm.stop()
+	var forked *daemon
+	if *forkRows {
+		if forked, err = startDaemon(*poolSize, true); err != nil {
+			return err
+		}
+		defer forked.stop()
+	}
 	time.Sleep(3 * time.Second) // let the pool fill
 	pss, pooled := warm.containersPSSKB()
 	if *sessionsOnly {
@@ -227,6 +243,16 @@ func run() error {
 			return execute(client, warm.url, true)
 		}},
 	)
+	if forked != nil {
+		rows = append(rows,
+			row{"sandboxd fork servers", func() error { return execute(client, forked.url, false) }},
+			row{"sandboxd fork, pool ready", func() error {
+				time.Sleep(60 * time.Millisecond)
+				paceStart = time.Now()
+				return execute(client, forked.url, false)
+			}},
+		)
+	}
 	rows = append(rows, asyncRows(client, warm.url)...)
 	rows = append(rows, frontRows(client, warm.url)...)
 	for _, r := range rows { // warm caches on every side
@@ -243,7 +269,7 @@ func run() error {
 	var base float64
 	var gjFig *figures // go-judge's, for the ratio columns
 	for i, r := range rows {
-		if strings.HasPrefix(r.name, "sandboxd warm") {
+		if strings.HasPrefix(r.name, "sandboxd warm") || strings.HasPrefix(r.name, "sandboxd fork") {
 			time.Sleep(time.Second) // a full pool, as between bursts in service
 		}
 		start := time.Now()
@@ -286,7 +312,7 @@ func run() error {
 	}
 	fmt.Printf("\nwarm jobs that found the pool empty and started cold: %d of %d\n", coldFallbacks.Load(), warmJobs.Load())
 	if *testCases > 0 {
-		if err := testCaseTable(client, cold, warm, gj); err != nil {
+		if err := testCaseTable(client, cold, warm, forked, gj); err != nil {
 			return fmt.Errorf("test cases: %w", err)
 		}
 	}

@@ -130,7 +130,7 @@ func goJudgeTests(c *http.Client, g *goJudge, tcs []testCase, inFlight int) erro
 
 // testCaseTable times whole submissions of *testCases tests, back to back: p50 per
 // submission and tests/s, beside go-judge running the same commands.
-func testCaseTable(c *http.Client, cold, warm *daemon, g *goJudge) error {
+func testCaseTable(c *http.Client, cold, warm, forked *daemon, g *goJudge) error {
 	tcs := makeTestCases(*testCases)
 	type tcRow struct {
 		name string
@@ -146,6 +146,10 @@ func testCaseTable(c *http.Client, cold, warm *daemon, g *goJudge) error {
 		}},
 		{fmt.Sprintf("sandboxd cold: 1 request, %d tests", len(tcs)), func() error { _, err := submitTests(c, cold.url, tcs); return err }},
 	}
+	if forked != nil {
+		rows = append(rows, tcRow{fmt.Sprintf("sandboxd fork: 1 request, %d tests", len(tcs)), func() error { _, err := submitTests(c, forked.url, tcs); return err }})
+	}
+	gj := len(rows) // the index of go-judge's first row, if any
 	if g != nil {
 		rows = append(rows,
 			tcRow{fmt.Sprintf("go-judge: %d /run one by one", len(tcs)), func() error { return goJudgeTests(c, g, tcs, 1) }},
@@ -191,7 +195,7 @@ func testCaseTable(c *http.Client, cold, warm *daemon, g *goJudge) error {
 			}
 			return fmt.Sprintf("%.2fx", rates[i]/rates[j])
 		}
-		fmt.Printf("%-36s %14.1f %9.0f %14s %14s\n", r.name, p50s[i], rates[i], ratio(2), ratio(3))
+		fmt.Printf("%-36s %14.1f %9.0f %14s %14s\n", r.name, p50s[i], rates[i], ratio(gj), ratio(gj+1))
 	}
 	fmt.Printf("\nsandboxd warm: %d of %d tests ran on a warm container\n", warmTests, allWarmTests)
 	return nil
