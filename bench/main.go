@@ -87,6 +87,8 @@ func startDaemon(pool int, fork bool) (*daemon, error) {
 		"--pool-size", strconv.Itoa(pool), "--session-pool", strconv.Itoa(sessions), "--cgroup-name", fmt.Sprintf("sandboxd-bench-%d", port),
 		"--config", cfg)...)
 	d.cmd.Stdout, d.cmd.Stderr = &d.logs, &d.logs
+	// An interrupted bench (^C, a closed pipe) stops its daemons, which clean up after themselves.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := d.cmd.Start(); err != nil {
 		return nil, err
 	}
