@@ -51,6 +51,7 @@ run: build rootfs
 # The tests run real jobs: they need root and the rootfs, and every image (CI exercises
 # every runtime).
 test: build rootfs-all
+	@scripts/deps.sh haproxy nats-server # for deploy/, jobs/ and tests/cluster, before they run in parallel
 	@go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy" >&2; exit 1; }
 	go vet -tags=$(GOTAGS) ./...
 	SANDBOXD_ROOTFS=$(CURDIR)/$(ROOTFS) SANDBOXD_IMAGES=$(CURDIR)/$(IMAGES_DIR) SANDBOXD_BIN=$(CURDIR)/bin/sandboxd \

@@ -2,6 +2,10 @@
 # Installs the Debian packages sandboxd needs to build and test, only those missing.
 # Idempotent; safe to run on every build.
 set -euo pipefail
+# One at a time: tests running in parallel may each ask for a package; the second waits
+# and then finds it installed.
+exec 9>/var/lock/sandboxd-deps.lock
+flock 9
 pkgs=(libseccomp-dev pkg-config mmdebstrap zstd ca-certificates "$@")
 missing=()
 for p in "${pkgs[@]}"; do
