@@ -37,7 +37,7 @@ type Readiness struct {
 	// ready until they have been full once, so a fresh node does not take a burst cold.
 	// Later dips (the pool drains under load) do not take it out of rotation.
 	PoolTarget int
-	warmed atomic.Bool
+	warmed     atomic.Bool
 }
 
 // Register adds GET /readyz to s. Like /healthz it needs no token.
