@@ -608,14 +608,9 @@ func (e *Engine) fork(s *forkSlot, storage string, lim Limits, undo *cleanup) (*
 	}
 	mntFile := os.NewFile(uintptr(mnt), "storage")
 	defer mntFile.Close()
-	var pipes [10]*os.File
-	for i := 0; i < len(pipes); i += 2 {
-		r, w, err := os.Pipe()
-		if err != nil {
-			return nil, err
-		}
-		pipes[i], pipes[i+1] = r, w
-		undo.push(func() error { r.Close(); w.Close(); return nil })
+	pipes, err := openPipes(5, undo)
+	if err != nil {
+		return nil, err
 	}
 	stdinR, stdinW, stdoutR, stdoutW, stderrR, stderrW, statusR, statusW, controlR, controlW := pipes[0], pipes[1], pipes[2], pipes[3], pipes[4], pipes[5], pipes[6], pipes[7], pipes[8], pipes[9]
 	req := forkRequest{UID: JobUID, GID: JobGID, Shm: lim.Storage}

@@ -74,6 +74,20 @@ type procSpec struct {
 }
 
 // startProc makes the job's container and starts its process.
+// openPipes makes n pipes, read end then write end each, all closed by undo.
+func openPipes(n int, undo *cleanup) ([]*os.File, error) {
+	pipes := make([]*os.File, 0, 2*n)
+	for range n {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		pipes = append(pipes, r, w)
+		undo.push(func() error { r.Close(); w.Close(); return nil })
+	}
+	return pipes, nil
+}
+
 func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 	cfg := e.containerConfig(s.id, s.storage, s.root, s.lim)
 	e.configureInit(cfg, s) // rlimits and kernel-count shares (initcmd.go)
@@ -117,14 +131,9 @@ func (e *Engine) startProc(s procSpec, undo *cleanup) (*jobProc, error) {
 	undo.push(func() error { return destroy(ctr) })
 
 	// Pipes: our ends are closed by the undo stack; the job's ends right after start.
-	var pipes [10]*os.File
-	for i := 0; i < len(pipes); i += 2 {
-		r, w, err := os.Pipe()
-		if err != nil {
-			return nil, err
-		}
-		pipes[i], pipes[i+1] = r, w
-		undo.push(func() error { r.Close(); w.Close(); return nil })
+	pipes, err := openPipes(5, undo)
+	if err != nil {
+		return nil, err
 	}
 	stdinR, stdinW, stdoutR, stdoutW, stderrR, stderrW, statusR, statusW := pipes[0], pipes[1], pipes[2], pipes[3], pipes[4], pipes[5], pipes[6], pipes[7]
 	controlR, controlW := pipes[8], pipes[9] // the init's clock; only the daemon writes (initcmd.go)
