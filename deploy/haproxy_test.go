@@ -48,16 +48,6 @@ func TestHAProxyConfigIsValid(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 type reply struct {
 	code int
 	hdr  http.Header
@@ -116,7 +106,7 @@ func TestHAProxyRoutesToNodes(t *testing.T) {
 		d, addr := daemontest.StartTCP(t, cfg)
 		nodes, socks = append(nodes, "http://"+addr), append(socks, d.Socket)
 	}
-	front := freePort(t)
+	front := testenv.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "-db", "-f", "haproxy.cfg")
 	cmd.Env = append(os.Environ(), "SANDBOXD_LISTEN="+front)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -217,3 +218,15 @@ func SkipOnSlowCPU(t testing.TB, why string) {
 // ForkServer says whether the suites run with python's pool as fork servers
 // (SANDBOXD_TEST_FORK=1).
 func ForkServer() bool { return os.Getenv("SANDBOXD_TEST_FORK") == "1" }
+
+// FreeAddr is a loopback TCP address free at the moment of the call, for a process the
+// test starts (which may still lose it to another: callers retry or accept the rare flake).
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}

@@ -43,16 +43,6 @@ func tool(t *testing.T, pkg, bin string) string {
 	return p
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // proc is a process the test started, with its log.
 type proc struct {
 	name string
@@ -201,7 +191,7 @@ func TestSharedQueueSurvivesAKilledNode(t *testing.T) {
 	dir := t.TempDir()
 
 	// One nats-server with JetStream in the temp dir.
-	natsAddr := freePort(t)
+	natsAddr := testenv.FreeAddr(t)
 	natsConf := filepath.Join(dir, "nats.conf")
 	if err := os.WriteFile(natsConf, []byte(fmt.Sprintf("listen: %q\nmax_payload: 8MB\njetstream {\n  store_dir: %q\n}\n",
 		natsAddr, filepath.Join(dir, "jetstream"))), 0o600); err != nil {
@@ -224,7 +214,7 @@ func TestSharedQueueSurvivesAKilledNode(t *testing.T) {
 	// quickly.
 	var nodes []*node
 	for i := 1; i <= 3; i++ {
-		n := &node{name: fmt.Sprintf("node%d", i), addr: freePort(t), runDir: testenv.RunDir(t),
+		n := &node{name: fmt.Sprintf("node%d", i), addr: testenv.FreeAddr(t), runDir: testenv.RunDir(t),
 			cgroup: fmt.Sprintf("sandboxd-cluster-%d-%d", os.Getpid(), i), logPath: filepath.Join(dir, fmt.Sprintf("node%d.log", i))}
 		n.conf = filepath.Join(dir, n.name+".toml")
 		conf := fmt.Sprintf(`listen = ["unix:%s/sandboxd.sock", %q]
@@ -264,7 +254,7 @@ ack_wait = "3s"
 	}
 
 	// HAProxy in front, with the repository's config.
-	front := freePort(t)
+	front := testenv.FreeAddr(t)
 	ha := exec.Command(haBin, "-f", "../../deploy/haproxy.cfg", "-db")
 	ha.Env = append(os.Environ(), "SANDBOXD_LISTEN="+front)
 	for i, n := range nodes {
