@@ -224,6 +224,7 @@ def _serve():
     # Whatever exists now the garbage collector leaves alone, in this process and in
     # every fork: a job's gc then never writes to (and so copies) the server's pages.
     import gc
+    compile("", "", "exec")  # python makes its AST types once, not in every job
     gc.freeze()
     os.write(2, b"\0sbx-ready\n")
     while True:
