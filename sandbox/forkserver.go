@@ -18,6 +18,7 @@ import (
 
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/manager"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/gpu"
@@ -398,42 +399,80 @@ func (t *forkTarget) close() {
 	}
 }
 
-// forkSlot is a job's init made ahead of its job: forked by a fork server into fresh
-// namespaces, in a fresh cgroup of the default limits, with a fresh /proc, waiting for
-// the job's storage, limits and stdio on its socket. Its id names its cgroup and the
-// job's storage.
+// forkSlot is a job made ahead of its job, as a warm container is: forked by a fork
+// server into fresh namespaces, in a fresh cgroup of the default limits, with a fresh
+// /proc, its storage (a tmpfs of the default size) mounted, its privileges dropped and
+// its python (jp) waiting for code, with the policy's maximums as hard rlimits (hard),
+// which the job lowers to its own. A slot made for a job that needs another storage
+// size stops short of that: its init waits for the job's storage, limits and stdio on
+// its socket (jp nil until they come). Its id names its cgroup and the job's storage.
 type forkSlot struct {
 	id      string
 	jsock   *net.UnixConn
 	target  *forkTarget
 	m       cgroups.Manager
 	lim     Limits // the cgroup's
-	storage string // the job's storage dir, made with the slot; its tmpfs comes with the job
+	hard    Limits // the hard rlimits of a slot made ahead
+	storage string // the job's storage dir, made with the slot
 	paths   map[string]string
 	waited  chan struct{} // closed when the init has exited
+	jp      *jobProc      // the job's python, waiting for code
 	undo    cleanup
 }
 
-// prepare starts making one more slot for z.
+// prepare starts making one more slot for z, its job's python and all.
 func (p *forkPool) prepare(z *zygote) {
 	z.preparing.Add(1)
 	go func() {
 		defer z.preparing.Done()
 		s, err := p.e.newSlot(z)
+		if err == nil {
+			if err = p.e.readySlot(s, z.hard); err != nil {
+				err = errors.Join(err, s.undo.run())
+				s = nil
+			}
+		}
 		z.slots <- slotMade{s, err} // never blocks: at most slotsAhead are made or being made
 	}()
 }
 
-// takeSlot returns one of z's prepared slots (waiting for one being made), making one
-// now if that failed, and starts making its replacement.
-func (z *zygote) takeSlot() (*forkSlot, error) {
+// takeSlot returns one of z's prepared slots for a job of limits lim (waiting for one
+// being made) and starts making its replacement. When that one failed, died while
+// idle, or was made for another storage size or lower maximums (a SIGHUP since), it
+// is torn down and a slot made now, for the job to finish.
+func (z *zygote) takeSlot(lim Limits) (*forkSlot, error) {
 	m := <-z.slots
 	z.pool.prepare(z)
 	if m.err != nil {
 		z.pool.e.opts.Logger.Warn("fork server: preparing a job failed; trying again", "err", m.err)
 		return z.pool.e.newSlot(z)
 	}
-	return m.s, nil
+	s := m.s
+	select {
+	case <-s.waited:
+	default:
+		if s.lim.Storage == lim.Storage && s.hard.covers(lim) {
+			return s, nil
+		}
+	}
+	if err := s.undo.run(); err != nil {
+		return nil, err
+	}
+	return z.pool.e.newSlot(z)
+}
+
+// readySlot makes s's job ahead: its storage mounted with s's limits and its python
+// waiting for code, with hard rlimits hard.
+func (e *Engine) readySlot(s *forkSlot, hard Limits) error {
+	if err := e.mountStorage(s.storage, s.lim, &s.undo); err != nil {
+		return err
+	}
+	jp, err := e.fork(s, s.storage, s.lim, hard, &s.undo)
+	if err != nil {
+		return err
+	}
+	s.jp, s.hard = jp, hard
+	return nil
 }
 
 // dropSlots tears down z's unused slots, once those being made are.
@@ -573,29 +612,53 @@ func (e *Engine) newSlot(z *zygote) (_ *forkSlot, retErr error) {
 // z goes back to its pool when the caller's undo runs (pushed by the caller, before this).
 func (e *Engine) runForked(ctx context.Context, p *prepared, z *zygote, args []string, stdin []byte, stream io.Reader, sink func(EventType, []byte, bool), out *Outcome, undo *cleanup) (Status, string, error) {
 	out.ExitCode = -1
-	s, err := z.takeSlot()
+	s, err := z.takeSlot(p.lim)
 	if err != nil {
 		return "", "", err
 	}
 	*undo = append(*undo, s.undo...)
-	storage := s.storage
-	if err := e.mountStorage(storage, p.lim, undo); err != nil {
-		return "", "", err
+	if s.jp != nil {
+		// Made ahead: as on a warm container, the files, then the job's limits.
+		if err := e.writeFiles(s.storage, p.files); err != nil {
+			return "", "", err
+		}
+		if err := e.dispatchSlot(s, p.lim); err != nil {
+			return "", "", err
+		}
+	} else {
+		if err := e.mountStorage(s.storage, p.lim, undo); err != nil {
+			return "", "", err
+		}
+		if err := e.writeFiles(s.storage, p.files); err != nil {
+			return "", "", err
+		}
+		if s.jp, err = e.fork(s, s.storage, p.lim, p.lim, undo); err != nil {
+			return "", "", err
+		}
 	}
-	if err := e.writeFiles(storage, p.files); err != nil {
-		return "", "", err
-	}
-	jp, err := e.fork(s, storage, p.lim, undo)
-	if err != nil {
-		return "", "", err
-	}
-	st, err := e.runProc(ctx, p.id, jp, p.lim, bootstrapInput(p.names[0], args, stdin), stream, sink, out)
-	return st, storage, err
+	st, err := e.runProc(ctx, p.id, s.jp, p.lim, bootstrapInput(p.names[0], args, stdin), stream, sink, out)
+	return st, s.storage, err
 }
 
-// fork hands slot s its job: storage, limits and stdio; it returns once the job's
-// python waits for its code.
-func (e *Engine) fork(s *forkSlot, storage string, lim Limits, undo *cleanup) (*jobProc, error) {
+// dispatchSlot gives a slot made ahead the job's limits: its cgroup's resources (unless
+// they are the defaults it has) and its python's rlimits.
+func (e *Engine) dispatchSlot(s *forkSlot, lim Limits) error {
+	if lim != s.lim {
+		cg := e.containerConfig(s.id, "", "", lim).Cgroups
+		if err := s.m.Set(cg.Resources); err != nil {
+			return fmt.Errorf("set job cgroup: %w", err)
+		}
+	}
+	pid, err := firstChild(s.target.pid)
+	if err != nil {
+		return fmt.Errorf("find the fork job's python: %w", err)
+	}
+	return setRlimits(pid, lim)
+}
+
+// fork hands slot s its job: storage, limits (hard rlimits from hard) and stdio; it
+// returns once the job's python waits for its code.
+func (e *Engine) fork(s *forkSlot, storage string, lim, hard Limits, undo *cleanup) (*jobProc, error) {
 	if lim != s.lim {
 		cg := e.containerConfig(s.id, "", "", lim).Cgroups
 		if err := s.m.Set(cg.Resources); err != nil {
@@ -614,7 +677,7 @@ func (e *Engine) fork(s *forkSlot, storage string, lim Limits, undo *cleanup) (*
 	}
 	stdinR, stdinW, stdoutR, stdoutW, stderrR, stderrW, statusR, statusW, controlR, controlW := pipes[0], pipes[1], pipes[2], pipes[3], pipes[4], pipes[5], pipes[6], pipes[7], pipes[8], pipes[9]
 	req := forkRequest{UID: JobUID, GID: JobGID, Shm: lim.Storage}
-	for _, rl := range rlimits(lim) {
+	for _, rl := range append(containerRlimits(lim, hard), configs.Rlimit{Type: unix.RLIMIT_NOFILE, Soft: uint64(lim.OpenFiles), Hard: uint64(hard.OpenFiles)}) {
 		req.Rlimits = append(req.Rlimits, [3]int64{int64(rl.Type), int64(rl.Soft), int64(rl.Hard)})
 	}
 	body, err := json.Marshal(req)

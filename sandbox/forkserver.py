@@ -186,10 +186,11 @@ def _job(jsock, ready_r, nofile):
     while os.read(ready_r, 1):
         pass
     os.close(ready_r)
-    jsock.send(b"ready")
-    jsock.close()
+    # Before "ready": from then on the daemon may lower this process's limits to a job's.
     if nofile is not None:
         resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+    jsock.send(b"ready")
+    jsock.close()
     for name in [m for m in sys.modules if m not in _sbx_startup]:
         del sys.modules[name]
     _sbx_exit(*_sbx_run())

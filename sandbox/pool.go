@@ -257,10 +257,15 @@ func (e *Engine) dispatch(w *warmProc, lim Limits) error {
 	if err != nil {
 		return fmt.Errorf("find warm python: %w", err)
 	}
+	return setRlimits(pid, lim)
+}
+
+// setRlimits gives a waiting interpreter (pid) the job's rlimits.
+func setRlimits(pid int, lim Limits) error {
 	for _, rl := range rlimits(lim) {
 		r := unix.Rlimit{Cur: rl.Soft, Max: rl.Hard}
 		if err := unix.Prlimit(pid, rl.Type, &r, nil); err != nil {
-			return fmt.Errorf("set rlimit %d of warm python: %w", rl.Type, err)
+			return fmt.Errorf("set rlimit %d of the waiting python: %w", rl.Type, err)
 		}
 	}
 	return nil
