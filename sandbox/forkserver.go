@@ -437,12 +437,11 @@ func (p *forkPool) prepare(z *zygote) {
 }
 
 // takeSlot returns one of z's prepared slots for a job of limits lim (waiting for one
-// being made) and starts making its replacement. When that one failed, died while
-// idle, or was made for another storage size or lower maximums (a SIGHUP since), it
-// is torn down and a slot made now, for the job to finish.
+// being made); the caller has its replacement made (prepare) once the job is over.
+// When that one failed, died while idle, or was made for another storage size or lower
+// maximums (a SIGHUP since), it is torn down and a slot made now, for the job to finish.
 func (z *zygote) takeSlot(lim Limits) (*forkSlot, error) {
 	m := <-z.slots
-	z.pool.prepare(z)
 	if m.err != nil {
 		z.pool.e.opts.Logger.Warn("fork server: preparing a job failed; trying again", "err", m.err)
 		return z.pool.e.newSlot(z)
@@ -612,6 +611,10 @@ func (e *Engine) newSlot(z *zygote) (_ *forkSlot, retErr error) {
 // z goes back to its pool when the caller's undo runs (pushed by the caller, before this).
 func (e *Engine) runForked(ctx context.Context, p *prepared, z *zygote, args []string, stdin []byte, stream io.Reader, sink func(EventType, []byte, bool), out *Outcome, undo *cleanup) (Status, string, error) {
 	out.ExitCode = -1
+	// Last, once the step's processes are gone: made during the step, the slot's
+	// replacement would compete with it for the CPU (a fork, a cgroup, mounts). A
+	// test case finds the server's other slot made.
+	undo.push(func() error { z.pool.prepare(z); return nil })
 	s, err := z.takeSlot(p.lim)
 	if err != nil {
 		return "", "", err
