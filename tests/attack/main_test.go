@@ -402,15 +402,21 @@ func (d *daemon) idleWarm(id string) bool {
 		}
 		for _, pid := range strings.Fields(string(procs)) {
 			cmd, _ := os.ReadFile("/proc/" + pid + "/cmdline")
-			// The init's options come before the command: -c (its control pipe), -n
-			// SOFT:HARD (open files), -s (it loads the seccomp filter).
+			// The init's options come before the command: -c (its control pipe), -p PID
+			// (a fork server's job init, adopting the python it forked: its command is
+			// only "python3"), -n SOFT:HARD (open files), -s (it loads the seccomp filter).
 			cmd = bytes.TrimPrefix(cmd, []byte("/dev/.sbx-init\x00"))
 			cmd = bytes.TrimPrefix(cmd, []byte("-c\x00"))
+			adopts := false
+			if rest, ok := bytes.CutPrefix(cmd, []byte("-p\x00")); ok {
+				_, cmd, _ = bytes.Cut(rest, []byte{0})
+				adopts = true
+			}
 			if rest, ok := bytes.CutPrefix(cmd, []byte("-n\x00")); ok {
 				_, cmd, _ = bytes.Cut(rest, []byte{0})
 			}
 			cmd = bytes.TrimPrefix(cmd, []byte("-s\x00"))
-			if !bytes.HasPrefix(cmd, []byte("python3\x00-c\x00")) {
+			if !bytes.HasPrefix(cmd, []byte("python3\x00-c\x00")) && !(adopts && string(cmd) == "python3\x00") {
 				return false
 			}
 		}
