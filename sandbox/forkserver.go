@@ -417,6 +417,7 @@ type forkSlot struct {
 	paths   map[string]string
 	waited  chan struct{} // closed when the init has exited
 	jp      *jobProc      // the job's python, waiting for code
+	python  int           // its pid
 	undo    cleanup
 }
 
@@ -469,6 +470,9 @@ func (e *Engine) readySlot(s *forkSlot, hard Limits) error {
 	jp, err := e.fork(s, s.storage, s.lim, hard, &s.undo)
 	if err != nil {
 		return err
+	}
+	if s.python, err = firstChild(s.target.pid); err != nil {
+		return fmt.Errorf("find the fork job's python: %w", err)
 	}
 	s.jp, s.hard = jp, hard
 	return nil
@@ -652,11 +656,7 @@ func (e *Engine) dispatchSlot(s *forkSlot, lim Limits) error {
 			return fmt.Errorf("set job cgroup: %w", err)
 		}
 	}
-	pid, err := firstChild(s.target.pid)
-	if err != nil {
-		return fmt.Errorf("find the fork job's python: %w", err)
-	}
-	return setRlimits(pid, lim)
+	return setRlimits(s.python, lim)
 }
 
 // fork hands slot s its job: storage, limits (hard rlimits from hard) and stdio; it

@@ -46,6 +46,7 @@ type warmProc struct {
 	lim     Limits // what it was started with
 	hard    Limits // its processes' hard rlimits: the most a job on it may have
 	proc    *jobProc
+	python  int // the waiting interpreter's pid (the init's child), for its rlimits
 	undo    cleanup
 }
 
@@ -130,6 +131,12 @@ func (p *pool) add() error {
 	if err == nil {
 		w.proc, err = p.e.startProc(procSpec{id: w.id, storage: w.storage, root: p.e.roots[p.rt.Image],
 			argv: bootstraps[p.rt.Bootstrap], env: slices.Concat(jobEnv, p.rt.Env), lim: lim, warm: true}, &w.undo)
+	}
+	if err == nil {
+		var init int
+		if init, err = w.proc.proc.Pid(); err == nil {
+			w.python, err = firstChild(init)
+		}
 	}
 	p.mu.Lock()
 	keep := err == nil && !p.closed
@@ -249,15 +256,7 @@ func (e *Engine) dispatch(w *warmProc, lim Limits) error {
 			return err
 		}
 	}
-	st, err := w.proc.ctr.State()
-	if err != nil {
-		return err
-	}
-	pid, err := firstChild(st.InitProcessPid)
-	if err != nil {
-		return fmt.Errorf("find warm python: %w", err)
-	}
-	return setRlimits(pid, lim)
+	return setRlimits(w.python, lim)
 }
 
 // setRlimits gives a waiting interpreter (pid) the job's rlimits.
@@ -285,7 +284,8 @@ func (e *Engine) applyResources(w *warmProc, lim Limits) error {
 }
 
 // firstChild is the process the job init forked: python. It is forked right after the
-// init starts, so it is there long before a dispatch; a short retry covers a race.
+// init starts, so it is there by the time python says it is ready; a short retry covers
+// a race.
 func firstChild(pid int) (int, error) {
 	path := "/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(pid) + "/children"
 	for range 100 {
