@@ -438,11 +438,19 @@ func (p *forkPool) prepare(z *zygote) {
 }
 
 // takeSlot returns one of z's prepared slots for a job of limits lim (waiting for one
-// being made); the caller has its replacement made (prepare) once the job is over.
-// When that one failed, died while idle, or was made for another storage size or lower
-// maximums (a SIGHUP since), it is torn down and a slot made now, for the job to finish.
-func (z *zygote) takeSlot(lim Limits) (*forkSlot, error) {
+// being made), and whether another is made already (spare); the caller has its
+// replacement made (prepare) in any case. When that one failed, died while idle, or was
+// made for another storage size or lower maximums (a SIGHUP since), it is torn down and
+// a slot made now, for the job to finish.
+func (z *zygote) takeSlot(lim Limits) (s *forkSlot, spare bool, err error) {
 	m := <-z.slots
+	spare = len(z.slots) > 0
+	s, err = z.slot(m, lim)
+	return s, spare, err
+}
+
+// slot is the slot m, or, where it cannot serve a job of limits lim, one made now.
+func (z *zygote) slot(m slotMade, lim Limits) (*forkSlot, error) {
 	if m.err != nil {
 		z.pool.e.opts.Logger.Warn("fork server: preparing a job failed; trying again", "err", m.err)
 		return z.pool.e.newSlot(z)
@@ -615,11 +623,17 @@ func (e *Engine) newSlot(z *zygote) (_ *forkSlot, retErr error) {
 // z goes back to its pool when the caller's undo runs (pushed by the caller, before this).
 func (e *Engine) runForked(ctx context.Context, p *prepared, z *zygote, args []string, stdin []byte, stream io.Reader, sink func(EventType, []byte, bool), out *Outcome, undo *cleanup) (Status, string, error) {
 	out.ExitCode = -1
-	// Last, once the step's processes are gone: made during the step, the slot's
-	// replacement would compete with it for the CPU (a fork, a cgroup, mounts). A
-	// test case finds the server's other slot made.
-	undo.push(func() error { z.pool.prepare(z); return nil })
-	s, err := z.takeSlot(p.lim)
+	s, spare, err := z.takeSlot(p.lim)
+	if running, _ := e.Load(); spare && running <= 1 {
+		// Last, once the step's processes are gone: on an otherwise idle host the
+		// replacement, made during the step, would only compete with it for the CPU (a
+		// fork, a cgroup, mounts); the next job on this server finds the spare slot.
+		undo.push(func() error { z.pool.prepare(z); return nil })
+	} else {
+		// Under load, or when jobs come faster than slots are made, the replacement
+		// cannot wait for the end of this one.
+		z.pool.prepare(z)
+	}
 	if err != nil {
 		return "", "", err
 	}
