@@ -159,7 +159,10 @@ func TestPistonExecute(t *testing.T) {
 	}{
 		{"exit code", py("import sys; print('out'); print('err', file=sys.stderr); sys.exit(3)", nil), str("RE"), nil,
 			func(t *testing.T, r pistonResult) {
-				if *r.Run.Code != 3 || r.Run.Stdout != "out\n" || r.Run.Stderr != "err\n" || !strings.Contains(r.Run.Output, "out\n") || !strings.Contains(r.Run.Output, "err\n") {
+				// output is both streams in the order their chunks were read: python
+				// writes unbuffered ("out", "\n", "err", "\n"), and two pipes read apart
+				// may interleave them, as in Piston.
+				if *r.Run.Code != 3 || r.Run.Stdout != "out\n" || r.Run.Stderr != "err\n" || !interleaves(r.Run.Output, r.Run.Stdout, r.Run.Stderr) {
 					t.Errorf("code %v stdout %q stderr %q output %q", deref(r.Run.Code), r.Run.Stdout, r.Run.Stderr, r.Run.Output)
 				}
 			}},
@@ -238,6 +241,30 @@ func eqPtr[T comparable](a, b *T) bool {
 		return a == b
 	}
 	return *a == *b
+}
+
+// interleaves says whether s is a and b merged, each keeping its own order.
+func interleaves(s, a, b string) bool {
+	if len(s) != len(a)+len(b) {
+		return false
+	}
+	// ok[j] after row i: s[:i+j] merges a[:i] and b[:j].
+	ok := make([]bool, len(b)+1)
+	for i := 0; i <= len(a); i++ {
+		for j := 0; j <= len(b); j++ {
+			switch {
+			case i == 0 && j == 0:
+				ok[j] = true
+			case i == 0:
+				ok[j] = ok[j-1] && b[j-1] == s[j-1]
+			case j == 0:
+				ok[j] = ok[j] && a[i-1] == s[i-1]
+			default:
+				ok[j] = (ok[j] && a[i-1] == s[i+j-1]) || (ok[j-1] && b[j-1] == s[i+j-1])
+			}
+		}
+	}
+	return ok[len(b)]
 }
 
 func deref[T any](p *T) any {

@@ -37,6 +37,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// SIGHUP does not kill a daemon that is still starting.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	// A log stream that closes (journald restarting, a parent that read the output and
+	// went away) must not kill the daemon by SIGPIPE at its next log line, mid-job, with
+	// its containers, mounts and cgroups left behind: with SIGPIPE caught, such a write
+	// fails with EPIPE and the daemon goes on. A handler, not SIG_IGN, so the jobs it
+	// starts keep the default (exec resets handlers, not an ignored signal).
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
