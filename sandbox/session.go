@@ -682,6 +682,10 @@ type sessionPool struct {
 	closed  bool
 	wake    chan struct{}
 	done    chan struct{}
+	// ctx bounds the kernel being started: close cancels it rather than wait for a
+	// kernel's start-up (python importing numpy, pandas, matplotlib: seconds on a slow host).
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 func (e *Engine) startSessionPool() {
@@ -698,6 +702,7 @@ func (e *Engine) startSessionPool() {
 		return
 	}
 	p := &sessionPool{e: e, rt: rt, lim: lim, size: o.Pool, pending: map[string]bool{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	e.sessions.mu.Lock()
 	e.sessions.pool = p
 	e.sessions.mu.Unlock()
@@ -727,11 +732,14 @@ func (p *sessionPool) fill() {
 			p.mu.Lock()
 			p.pending[id] = true
 			p.mu.Unlock()
-			s, err := p.e.startSession(context.Background(), id, p.rt, p.lim)
+			s, err := p.e.startSession(p.ctx, id, p.rt, p.lim)
 			if err != nil {
 				p.mu.Lock()
 				delete(p.pending, id)
 				p.mu.Unlock()
+				if p.ctx.Err() != nil {
+					return // closing: the kernel was stopped starting, and is gone
+				}
 				if errors.Is(err, ErrNoKernel) {
 					p.e.opts.Logger.Warn("session pool off", "err", err)
 					return
@@ -802,6 +810,7 @@ func (p *sessionPool) close() {
 	idle := p.ready
 	p.ready = nil
 	p.mu.Unlock()
+	p.cancel()
 	p.kick()
 	<-p.done
 	for _, s := range idle {
