@@ -392,8 +392,13 @@ func (s *Session) awaitSockets(ctx context.Context) error {
 	}
 }
 
-// startError says why a kernel did not start, with the end of its stderr.
+// startError says why a kernel did not start, with the end of its stderr. A kernel whose
+// connection broke is usually dying: its init's report comes a moment later.
 func (s *Session) startError(err error) error {
+	select {
+	case <-s.jp.reported:
+	case <-time.After(500 * time.Millisecond):
+	}
 	select {
 	case <-s.jp.reported:
 		select {
