@@ -76,7 +76,7 @@ done
 res=$(api /v1/execute '{"code": "import sys; print(sys.stdin.read().upper())", "stdin": "hi", "limits": {"memory": "64MB", "timeout": 2}}')
 [[ $(jq -r '.status + " " + .stdout' <<<"$res") == "ok HI" ]] && ok "/v1/execute" || fail "/v1/execute: $res"
 id=$(jq -r .id <<<"$res")
-journal | grep -q "job done.*job=$id" && ok "journalctl -u sandboxd has the job's log line" ||
+grep -q "job done.*job=$id" <<<"$(journal)" && ok "journalctl -u sandboxd has the job's log line" ||
   fail "no 'job done' line for $id in the journal"
 
 step "systemctl reload applies a changed default"
@@ -94,7 +94,9 @@ done
 step "systemctl stop while a job runs: the job's result reaches its client"
 api /v1/execute '{"code": "import time; time.sleep(3); print(\"finished\")", "limits": {"timeout": 8}}' >/tmp/stopjob &
 client=$!
-for _ in $(seq 600); do sandboxctl jobs 2>/dev/null | grep -q 'timeout=8s' && break; sleep 0.1; done
+# grep -q on a here-string, not a pipe: with pipefail, sandboxctl writing its second
+# table after grep has quit (SIGPIPE) would fail a pipeline that matched.
+for _ in $(seq 600); do grep -q 'timeout=8s' <<<"$(sandboxctl jobs 2>/dev/null)" && break; sleep 0.1; done
 systemctl stop sandboxd
 wait $client
 res=$(cat /tmp/stopjob)
@@ -116,8 +118,8 @@ step "systemctl kill -s KILL mid-job, then restart: nothing stale, jobs run agai
 # Look for this job by its own timeout: the last step's job can still be listed while
 # its container is cleaned up after its answer went out.
 api /v1/execute '{"code": "import time; time.sleep(60)", "limits": {"timeout": 90}}' >/dev/null 2>&1 &
-for _ in $(seq 600); do sandboxctl jobs 2>/dev/null | grep -q 'timeout=1m30s' && break; sleep 0.1; done
-sandboxctl jobs | grep -q 'timeout=1m30s' || fail "the job to kill never ran: $(sandboxctl jobs 2>&1)"
+for _ in $(seq 600); do grep -q 'timeout=1m30s' <<<"$(sandboxctl jobs 2>/dev/null)" && break; sleep 0.1; done
+grep -q 'timeout=1m30s' <<<"$(sandboxctl jobs 2>&1)" || fail "the job to kill never ran: $(sandboxctl jobs 2>&1)"
 # What the killed daemon had: the running job and its warm containers.
 old=$(ls /run/sandboxd/containers /run/sandboxd/jobs | grep -o 'sbx-[0-9a-f]*' | sort -u)
 echo "containers at the kill: $(echo $old)"
