@@ -136,8 +136,11 @@ func configFor(s jobSpec) *configs.Config {
 // rlimits are per process; cgroups bound the job as a whole. No core dump ever reaches
 // a disk. RLIMIT_CPU is only a backstop for the daemon's own CPU-time watch (which sums
 // all processes and acts first), so a lone process can never run on if the daemon stalls.
-func rlimits(l Limits) []configs.Rlimit {
-	return append(containerRlimits(l, l), configs.Rlimit{Type: unix.RLIMIT_NOFILE, Hard: uint64(l.OpenFiles), Soft: uint64(l.OpenFiles)})
+func rlimits(l Limits) []configs.Rlimit { return allRlimits(l, l) }
+
+// allRlimits is every rlimit of a job's process, soft from soft, hard from hard.
+func allRlimits(soft, hard Limits) []configs.Rlimit {
+	return append(containerRlimits(soft, hard), configs.Rlimit{Type: unix.RLIMIT_NOFILE, Hard: uint64(hard.OpenFiles), Soft: uint64(soft.OpenFiles)})
 }
 
 // containerRlimits are the rlimits libcontainer applies to a job's processes: soft from

@@ -18,7 +18,6 @@ import (
 
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/manager"
-	"github.com/opencontainers/runc/libcontainer/configs"
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/gpu"
@@ -694,7 +693,7 @@ func (e *Engine) fork(s *forkSlot, storage string, lim, hard Limits, undo *clean
 	}
 	stdinR, stdinW, stdoutR, stdoutW, stderrR, stderrW, statusR, statusW, controlR, controlW := pipes[0], pipes[1], pipes[2], pipes[3], pipes[4], pipes[5], pipes[6], pipes[7], pipes[8], pipes[9]
 	req := forkRequest{UID: JobUID, GID: JobGID, Shm: lim.Storage}
-	for _, rl := range append(containerRlimits(lim, hard), configs.Rlimit{Type: unix.RLIMIT_NOFILE, Soft: uint64(lim.OpenFiles), Hard: uint64(hard.OpenFiles)}) {
+	for _, rl := range allRlimits(lim, hard) {
 		req.Rlimits = append(req.Rlimits, [3]int64{int64(rl.Type), int64(rl.Soft), int64(rl.Hard)})
 	}
 	body, err := json.Marshal(req)
